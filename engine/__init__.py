@@ -1,0 +1,1 @@
+"""QRM Cloud engine: the one service layer every face calls."""

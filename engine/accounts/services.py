@@ -1,0 +1,77 @@
+"""Admin accounts and browser sessions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.accounts.models import AdminUser
+from engine.errors import AuthenticationFailed, ValidationError
+from engine.events.services import EventService
+from engine.security import Actor, hash_password, verify_password
+from engine.validation import check_name, check_password
+
+
+class AccountService:
+    """Admin accounts; resolves the acting user of a browser session."""
+
+    def __init__(self, db: Session, events: EventService) -> None:
+        self.db, self.events = db, events
+
+    @classmethod
+    def create_service(cls, _context: Any, request: Any) -> AccountService:
+        return cls(request.dbsession, request.find_service(EventService))
+
+    def create_admin(self, name: str, password: str, *, email: str = "",
+                     actor: Actor) -> AdminUser:
+        """Create an admin account; the name must be free."""
+        check_name(name, field="name")
+        check_password(password, field="password")
+        if self.db.scalar(select(AdminUser).where(AdminUser.name == name)) is not None:
+            raise ValidationError(f"an admin named {name!r} exists already", field="name")
+        admin = AdminUser(name=name, password_hash=hash_password(password), email=email)
+        self.db.add(admin)
+        self.db.flush()
+        self.events.log(source="accounts", name="admin.created", actor=actor, obj=admin,
+                        message=f"admin {name} created")
+        return admin
+
+    def set_admin_password(self, name: str, password: str, *, actor: Actor) -> AdminUser:
+        check_password(password, field="password")
+        admin = self.db.scalar(select(AdminUser).where(AdminUser.name == name))
+        if admin is None:
+            raise ValidationError(f"no admin named {name!r}", field="name")
+        admin.password_hash = hash_password(password)
+        self.events.log(source="accounts", name="admin.password", actor=actor, obj=admin,
+                        message=f"password of admin {name} changed")
+        return admin
+
+    def authenticate_admin(self, name: str, password: str) -> AdminUser:
+        """Return the active admin with these credentials, or raise AuthenticationFailed."""
+        admin = self.db.scalar(select(AdminUser).where(AdminUser.name == name))
+        if not verify_password(admin.password_hash if admin else None, password):
+            raise AuthenticationFailed("wrong user name or password")
+        if not admin.active:
+            raise AuthenticationFailed("this admin account is disabled")
+        return admin
+
+    def actor_for_session(self, session: Any) -> Actor | None:
+        """The actor a browser session belongs to, if the account still exists and is active."""
+        data = session.get("actor")
+        if not data:
+            return None
+        if data.get("role") == "admin":
+            admin = self.db.get(AdminUser, data.get("id"))
+            if admin is None or not admin.active:
+                return None
+            return Actor.admin(admin.name, admin.id)
+        if data.get("role") == "clouduser":
+            from engine.cloud.models import CloudUser, CloudUserStatus
+
+            user = self.db.get(CloudUser, data.get("id"))
+            if user is None or user.status is not CloudUserStatus.ACTIVE:
+                return None
+            return Actor.cloud_user(user.name, user.id)
+        return None

@@ -1,0 +1,41 @@
+"""Remote commands: queued rows that a worker claims, runs with a timeout and retries."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+
+from sqlalchemy import ForeignKey, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from engine.db import Base, UTCDateTime, utcnow
+from engine.types import JsonValue, enum_type
+
+
+class CommandState(enum.Enum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class Command(Base):
+    __tablename__ = "command"
+    __table_args__ = (Index("ix_command_state_not_before", "state", "not_before"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    resource_id: Mapped[int | None] = mapped_column(ForeignKey("resource.id"))
+    #: where it runs: ``ssh`` to the resource, or ``local`` on the engine's machine
+    executor: Mapped[str] = mapped_column(String(20), default="ssh")
+    #: the argument vector; never a shell string
+    argv: Mapped[list] = mapped_column(JsonValue)
+    state: Mapped[CommandState] = mapped_column(enum_type(CommandState), default=CommandState.QUEUED)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    max_attempts: Mapped[int] = mapped_column(Integer, default=4)
+    timeout_s: Mapped[int] = mapped_column(Integer, default=30)
+    not_before: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    output: Mapped[str] = mapped_column(Text, default="")
+    actor: Mapped[str] = mapped_column(String(120), default="system")

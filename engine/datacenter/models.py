@@ -1,0 +1,215 @@
+"""The datacenter: resources, kernels, images, storage, appliances, their types."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import re
+from decimal import Decimal
+
+from sqlalchemy import ForeignKey, Integer, Numeric, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from engine.db import Base, UTCDateTime, utcnow
+from engine.types import JsonValue, enum_type
+
+MAC_RE = re.compile(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+
+def normalize_mac(value: str) -> str:
+    """The one canonical MAC form: lower case, colon separated. Raises ValueError otherwise."""
+    mac = value.strip().lower().replace("-", ":")
+    if not MAC_RE.match(mac):
+        raise ValueError(f"not a MAC address: {value!r}")
+    return mac
+
+
+class VirtualizationKind(enum.Enum):
+    PHYSICAL = "physical"
+    HOST = "host"
+    VM = "vm"
+
+
+class VirtualizationType(Base):
+    """What kind of machine a resource is: physical, a hypervisor host, or a VM of some host type."""
+
+    __tablename__ = "virtualization_type"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(50), unique=True)
+    label: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[VirtualizationKind] = mapped_column(enum_type(VirtualizationKind))
+    plugin: Mapped[str | None] = mapped_column(String(50))
+    #: for a VM type: the host type its VMs run on
+    host_type_id: Mapped[int | None] = mapped_column(ForeignKey("virtualization_type.id"))
+
+    host_type: Mapped[VirtualizationType | None] = relationship(remote_side=[id])
+
+
+class DeploymentType(Base):
+    """How a root filesystem is reached at boot; registered by storage plugins."""
+
+    __tablename__ = "deployment_type"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(50), unique=True)
+    label: Mapped[str] = mapped_column(String(100))
+    #: the storage type (driver) that serves images of this deployment type
+    storage_type: Mapped[str | None] = mapped_column(String(50))
+    plugin: Mapped[str | None] = mapped_column(String(50))
+
+
+class Storage(Base):
+    """A storage server exporting images through one storage driver."""
+
+    __tablename__ = "storage"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(50), unique=True)
+    storage_type: Mapped[str] = mapped_column(String(50))
+    # use_alter: storage -> resource -> image -> storage is a cycle of foreign keys
+    resource_id: Mapped[int | None] = mapped_column(ForeignKey("resource.id", use_alter=True))
+    capacity_mb: Mapped[int] = mapped_column(Integer, default=0)
+    comment: Mapped[str] = mapped_column(String(255), default="")
+
+
+class Kernel(Base):
+    __tablename__ = "kernel"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(50), unique=True)
+    version: Mapped[str] = mapped_column(String(50), default="")
+    comment: Mapped[str] = mapped_column(String(255), default="")
+
+
+class Image(Base):
+    """A root filesystem on a storage: a master (golden) image, a clone of one, or private."""
+
+    __tablename__ = "image"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    storage_id: Mapped[int | None] = mapped_column(ForeignKey("storage.id"))
+    deployment_type_id: Mapped[int] = mapped_column(ForeignKey("deployment_type.id"))
+    root_device: Mapped[str] = mapped_column(String(255))
+    root_fs_type: Mapped[str] = mapped_column(String(20), default="ext4")
+    size_mb: Mapped[int] = mapped_column(Integer, default=0)
+    is_master: Mapped[bool] = mapped_column(default=True)
+    origin_id: Mapped[int | None] = mapped_column(ForeignKey("image.id"))
+    #: a cloud user's private image; NULL = visible to everyone
+    owner_id: Mapped[int | None] = mapped_column(ForeignKey("cloud_user.id"))
+    comment: Mapped[str] = mapped_column(String(255), default="")
+
+    storage: Mapped[Storage | None] = relationship()
+    deployment_type: Mapped[DeploymentType] = relationship()
+
+
+class ResourceState(enum.Enum):
+    UNKNOWN = "unknown"      # created, never reported
+    BOOTING = "booting"      # powering up / in the boot ramdisk
+    IDLE = "idle"            # up, running no appliance: free to assign
+    ACTIVE = "active"        # up, running its appliance's image
+    TRANSITION = "transition"  # rebooting into another kernel/image
+    OFF = "off"              # powered down on purpose
+    ERROR = "error"          # stopped reporting
+
+
+class Resource(Base):
+    """A bootable machine known by its MAC: physical, a hypervisor host, or a VM."""
+
+    __tablename__ = "resource"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), default="")
+    mac: Mapped[str] = mapped_column(String(17), unique=True)
+    ip: Mapped[str | None] = mapped_column(String(45))
+    hostname: Mapped[str] = mapped_column(String(100), default="")
+    kind: Mapped[VirtualizationKind] = mapped_column(enum_type(VirtualizationKind))
+    virtualization_type_id: Mapped[int] = mapped_column(ForeignKey("virtualization_type.id"))
+    #: for a VM: the host resource it runs on
+    host_id: Mapped[int | None] = mapped_column(ForeignKey("resource.id"))
+    state: Mapped[ResourceState] = mapped_column(
+        enum_type(ResourceState), default=ResourceState.UNKNOWN
+    )
+    cpus: Mapped[int] = mapped_column(Integer, default=0)
+    memory_mb: Mapped[int] = mapped_column(Integer, default=0)
+    nics: Mapped[int] = mapped_column(Integer, default=1)
+    load: Mapped[Decimal | None] = mapped_column(Numeric(8, 2))
+    uptime_s: Mapped[int | None] = mapped_column(Integer)
+    last_report_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    agent_token_hash: Mapped[str | None] = mapped_column(String(255))
+    #: what the resource is told to boot; NULL image = the idle ramdisk
+    kernel_id: Mapped[int | None] = mapped_column(ForeignKey("kernel.id"))
+    image_id: Mapped[int | None] = mapped_column(ForeignKey("image.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    virtualization_type: Mapped[VirtualizationType] = relationship()
+    host: Mapped[Resource | None] = relationship(remote_side=[id])
+    kernel: Mapped[Kernel | None] = relationship()
+    image: Mapped[Image | None] = relationship()
+
+    @property
+    def is_idle(self) -> bool:
+        return self.state is ResourceState.IDLE and self.image_id is None
+
+    @property
+    def label(self) -> str:
+        return self.name or self.hostname or self.mac
+
+
+class ApplianceState(enum.Enum):
+    STOPPED = "stopped"
+    STARTING = "starting"
+    ACTIVE = "active"
+    STOPPING = "stopping"
+    ERROR = "error"
+
+
+class Appliance(Base):
+    """The service: kernel + image + requirements, and the resource running it."""
+
+    __tablename__ = "appliance"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(100), unique=True)
+    kernel_id: Mapped[int] = mapped_column(ForeignKey("kernel.id"))
+    image_id: Mapped[int] = mapped_column(ForeignKey("image.id"))
+    #: unique: a resource runs at most one appliance; the database enforces the claim
+    resource_id: Mapped[int | None] = mapped_column(ForeignKey("resource.id"), unique=True)
+    virtualization_type_id: Mapped[int] = mapped_column(ForeignKey("virtualization_type.id"))
+    cpus: Mapped[int] = mapped_column(Integer, default=0)
+    memory_mb: Mapped[int] = mapped_column(Integer, default=0)
+    nics: Mapped[int] = mapped_column(Integer, default=1)
+    ha: Mapped[bool] = mapped_column(default=False)
+    state: Mapped[ApplianceState] = mapped_column(
+        enum_type(ApplianceState), default=ApplianceState.STOPPED
+    )
+    started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    stopped_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    comment: Mapped[str] = mapped_column(String(255), default="")
+    capabilities: Mapped[dict] = mapped_column(JsonValue, default=dict)
+
+    kernel: Mapped[Kernel] = relationship()
+    image: Mapped[Image] = relationship()
+    resource: Mapped[Resource | None] = relationship()
+    virtualization_type: Mapped[VirtualizationType] = relationship()
+
+
+class StorageAuthorization(Base):
+    """Which resource may mount which image: the engine's record of what drivers were told."""
+
+    __tablename__ = "storage_authorization"
+    __table_args__ = (UniqueConstraint("image_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    image_id: Mapped[int] = mapped_column(ForeignKey("image.id", ondelete="CASCADE"))
+    resource_id: Mapped[int | None] = mapped_column(ForeignKey("resource.id"))
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+__all__ = [
+    "Appliance", "ApplianceState", "DeploymentType", "Image", "Kernel", "Resource",
+    "ResourceState", "Storage", "StorageAuthorization", "VirtualizationKind",
+    "VirtualizationType", "normalize_mac",
+]

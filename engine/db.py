@@ -1,0 +1,127 @@
+"""Database wiring: one MetaData with a naming convention, engines, sessions bound to pyramid_tm.
+
+Application code never commits: ``request.dbsession`` is joined to ``request.tm`` by
+zope.sqlalchemy, and a scheduled job gets the same arrangement from the job runner.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import zope.sqlalchemy
+from sqlalchemy import DateTime, MetaData, event
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.types import TypeDecorator
+from sqlalchemy import engine_from_config
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class Base(DeclarativeBase):
+    metadata = metadata
+
+
+def utcnow() -> dt.datetime:
+    """The current time, timezone-aware UTC (the only kind of time the engine handles)."""
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator):
+    """A timezone-aware UTC datetime on every backend.
+
+    SQLite and MariaDB have no time-zone-aware column type, so values are stored as naive UTC
+    and handed back aware. Naive input is refused: it is always a bug.
+    """
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given; the engine stores UTC-aware times only")
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    """WAL, foreign keys, and BEGIN IMMEDIATE so concurrent writers queue instead of failing."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let SQLAlchemy emit BEGIN itself (pysqlite's implicit BEGIN is deferred).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        if engine.url.database not in (None, "", ":memory:"):
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def get_engine(settings: dict[str, Any], prefix: str = "sqlalchemy.", **options: Any) -> Engine:
+    """Create the engine from settings; SQLite gets the pragmas it needs to be a real database."""
+    url = make_url(settings[prefix + "url"])
+    if url.get_backend_name() == "mysql":
+        options.setdefault("pool_recycle", 3600)
+    options.setdefault("pool_pre_ping", True)
+    engine = engine_from_config(settings, prefix, **options)
+    if engine.dialect.name == "sqlite":
+        _configure_sqlite(engine)
+    return engine
+
+
+def get_session_factory(engine: Engine) -> sessionmaker[Session]:
+    return sessionmaker(bind=engine, expire_on_commit=False)
+
+
+def get_tm_session(session_factory: sessionmaker[Session], transaction_manager: Any,
+                   request: Any = None) -> Session:
+    """A session joined to ``transaction_manager``: commit/abort belong to the manager."""
+    dbsession = session_factory(info={"request": request})
+    zope.sqlalchemy.register(dbsession, transaction_manager=transaction_manager)
+    return dbsession
+
+
+def includeme(config: Any) -> None:
+    """Add ``request.dbsession`` (one session per request, joined to ``request.tm``)."""
+    settings = config.get_settings()
+    settings["tm.manager_hook"] = "pyramid_tm.explicit_manager"
+    config.include("pyramid_tm")
+    config.include("pyramid_retry")
+
+    session_factory = config.registry.get("dbsession_factory")
+    if session_factory is None:
+        session_factory = get_session_factory(get_engine(settings))
+        config.registry["dbsession_factory"] = session_factory
+
+    def dbsession(request: Any) -> Session:
+        # Tests (and scripts) may hand in a session via the environ.
+        existing = request.environ.get("app.dbsession")
+        if existing is not None:
+            return existing
+        session = get_tm_session(session_factory, request.tm, request=request)
+        return session
+
+    config.add_request_method(dbsession, reify=True)

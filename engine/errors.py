@@ -1,0 +1,65 @@
+"""The errors services raise. Every face maps them to its own form (SOAP fault, form error…).
+
+Raising one aborts the transaction, so a refused operation changes nothing.
+"""
+
+from __future__ import annotations
+
+
+class QrmError(Exception):
+    """Base class: ``code`` is the API fault name, ``field`` the parameter concerned (if any)."""
+
+    code = "Server.Error"
+    xmlrpc_code = 100
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class AuthenticationFailed(QrmError):
+    code = "Client.AuthenticationFailed"
+    xmlrpc_code = 1
+
+
+class PermissionDenied(QrmError):
+    code = "Client.PermissionDenied"
+    xmlrpc_code = 2
+
+
+class NotFound(QrmError):
+    code = "Client.NotFound"
+    xmlrpc_code = 3
+
+
+class ValidationError(QrmError):
+    code = "Client.ValidationError"
+    xmlrpc_code = 4
+
+
+class LimitExceeded(QrmError):
+    code = "Client.LimitExceeded"
+    xmlrpc_code = 5
+
+
+class InsufficientCredit(QrmError):
+    code = "Client.InsufficientCredit"
+    xmlrpc_code = 6
+
+
+class InvalidState(QrmError):
+    code = "Client.InvalidState"
+    xmlrpc_code = 7
+
+
+class CapacityError(QrmError):
+    """A host or storage has no room left (raised by drivers; provisioning tries elsewhere)."""
+
+    code = "Server.Error"
+
+
+class DriverError(QrmError):
+    """A storage or virtualization driver failed; the step is retried later."""
+
+    code = "Server.Error"

@@ -1,0 +1,50 @@
+"""The event log: every state change, with who did it."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+
+from sqlalchemy import Index, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from engine.db import Base, UTCDateTime, utcnow
+from engine.types import enum_type
+
+
+class EventLevel(enum.Enum):
+    """syslog-like severities; ``error`` and worse count as error events."""
+
+    CRITICAL = "critical"
+    ERROR = "error"
+    WARNING = "warning"
+    NOTICE = "notice"
+    INFO = "info"
+    DEBUG = "debug"
+
+    @property
+    def is_error(self) -> bool:
+        return self in (EventLevel.CRITICAL, EventLevel.ERROR)
+
+
+class Event(Base):
+    __tablename__ = "event"
+    __table_args__ = (
+        Index("ix_event_object", "object_type", "object_id"),
+        Index("ix_event_time", "time"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    time: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    level: Mapped[EventLevel] = mapped_column(enum_type(EventLevel), default=EventLevel.NOTICE)
+    #: the component that wrote it (``cloud``, ``billing``, ``plugin:sim`` …)
+    source: Mapped[str] = mapped_column(String(50))
+    #: short machine-readable name of what happened (``request.approved``)
+    name: Mapped[str] = mapped_column(String(100))
+    message: Mapped[str] = mapped_column(Text)
+    #: ``admin:alice``, ``user:bob``, ``system:scheduler``, ``plugin:sim``
+    actor: Mapped[str] = mapped_column(String(120))
+    object_type: Mapped[str | None] = mapped_column(String(50))
+    object_id: Mapped[int | None] = mapped_column(Integer)
+    acknowledged: Mapped[bool] = mapped_column(default=False)
+    command_id: Mapped[int | None] = mapped_column(Integer)

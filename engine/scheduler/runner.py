@@ -1,0 +1,115 @@
+"""The job runner: one job run = a fresh request from ``pyramid.scripting.prepare`` + one
+transaction. Exclusion between scheduler processes comes from the database (a lease row per
+job, and row locks inside the jobs), never from a lock file."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import transaction
+from pyramid.scripting import prepare
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+
+from engine.db import utcnow
+from engine.scheduler.models import JobLease
+
+log = logging.getLogger(__name__)
+
+JobFunction = Callable[..., Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """A periodic job: ``func(request, **kw)`` every ``interval_s`` seconds."""
+
+    id: str
+    func: JobFunction
+    interval_s: float
+    #: hold a lease so only one scheduler process runs this job at a time
+    singleton: bool = True
+
+
+def owner_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}"
+
+
+def run_in_transaction(registry: Any, func: JobFunction, **kw: Any) -> Any:
+    """Run ``func(request, **kw)`` with a fresh request inside its own transaction."""
+    env = prepare(registry=registry)
+    request = env["request"]
+    request.tm = transaction.TransactionManager(explicit=True)
+    try:
+        with request.tm:
+            return func(request, **kw)
+    finally:
+        env["closer"]()
+
+
+def _try_lease(request: Any, job_id: str, owner: str, ttl_s: float) -> bool:
+    now = utcnow()
+    expires = now + dt.timedelta(seconds=ttl_s)
+    db = request.dbsession
+    result = db.execute(
+        update(JobLease)
+        .where(JobLease.job_id == job_id)
+        .where((JobLease.expires_at < now) | (JobLease.owner == owner))
+        .values(owner=owner, expires_at=expires)
+    )
+    if result.rowcount:
+        return True
+    if db.scalar(select(JobLease.job_id).where(JobLease.job_id == job_id)) is not None:
+        return False
+    try:
+        with db.begin_nested():
+            db.add(JobLease(job_id=job_id, owner=owner, expires_at=expires))
+    except IntegrityError:
+        return False
+    return True
+
+
+def _release_lease(request: Any, job_id: str, owner: str) -> None:
+    request.dbsession.execute(
+        delete(JobLease).where(JobLease.job_id == job_id, JobLease.owner == owner)
+    )
+
+
+def run_job(registry: Any, job: Job, **kw: Any) -> Any:
+    """Run one job now (a lease first, for singleton jobs). Errors are logged, not raised,
+    so that one failing run never stops the scheduler."""
+    owner = owner_name()
+    ttl = max(job.interval_s * 6, 60.0)
+    try:
+        if job.singleton and not run_in_transaction(
+            registry, _try_lease, job_id=job.id, owner=owner, ttl_s=ttl
+        ):
+            log.debug("job %s runs elsewhere; skipped", job.id)
+            return None
+        try:
+            return run_in_transaction(registry, job.func, **kw)
+        finally:
+            if job.singleton:
+                run_in_transaction(registry, _release_lease, job_id=job.id, owner=owner)
+    except Exception:
+        log.exception("job %s failed", job.id)
+        return None
+
+
+class JobRegistry:
+    """The periodic jobs of the engine, billing and plugins (``config.add_job``)."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[str, Job] = {}
+
+    def add(self, job: Job) -> None:
+        self.jobs[job.id] = job
+
+    def __getitem__(self, job_id: str) -> Job:
+        return self.jobs[job_id]

@@ -1,0 +1,126 @@
+"""Who is acting: actors, password hashing, and the Pyramid security policy.
+
+Two roles: admins (``admin_user``) and cloud users (``cloud_user``). A browser session holds
+``(role, id)``; the SOAP/XML-RPC faces authenticate each call and set the identity themselves.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from pyramid.security import Allowed, Denied
+from pyramid.csrf import SessionCSRFStoragePolicy
+from pyramid.session import SignedCookieSessionFactory
+
+from engine.permissions import ROLE_PERMISSIONS, Permissions, Role
+
+_hasher = PasswordHasher()
+#: verified against when a name is unknown, so a wrong name costs as long as a wrong password
+_DUMMY_HASH = _hasher.hash("not-a-real-password")
+
+
+def hash_password(password: str) -> str:
+    return _hasher.hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    """Constant-work check of a password against an argon2 hash (``None``: unknown account)."""
+    try:
+        return _hasher.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+@dataclasses.dataclass(frozen=True)
+class Actor:
+    """Who does something: written with every state change into the event log."""
+
+    role: str  # "admin", "clouduser", "system", "plugin"
+    name: str
+    id: int | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.role}:{self.name}"
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role in (Role.ADMIN, "system")
+
+    @property
+    def is_cloud_user(self) -> bool:
+        return self.role == Role.CLOUD_USER
+
+    @classmethod
+    def system(cls, name: str = "scheduler") -> Actor:
+        return cls("system", name)
+
+    @classmethod
+    def admin(cls, name: str, id: int | None = None) -> Actor:
+        return cls(Role.ADMIN.value, name, id)
+
+    @classmethod
+    def cloud_user(cls, name: str, id: int | None = None) -> Actor:
+        return cls(Role.CLOUD_USER.value, name, id)
+
+
+class SecurityPolicy:
+    """Identity from the session (browser faces) or set per call (``request.api_actor``)."""
+
+    def identity(self, request: Any) -> Actor | None:
+        api_actor = getattr(request, "api_actor", None)
+        if api_actor is not None:
+            return api_actor
+        from engine.accounts.services import AccountService
+
+        return request.find_service(AccountService).actor_for_session(request.session)
+
+    def authenticated_userid(self, request: Any) -> str | None:
+        actor = request.identity
+        return actor.label if actor else None
+
+    def permits(self, request: Any, context: Any, permission: str) -> Allowed | Denied:
+        if permission == Permissions.PUBLIC:
+            return Allowed("public")
+        actor = request.identity
+        if actor is None:
+            return Denied("not logged in")
+        try:
+            role = Role(actor.role)
+        except ValueError:
+            return Denied(f"role {actor.role} has no permissions")
+        if permission in ROLE_PERMISSIONS[role]:
+            return Allowed(f"{role} may {permission}")
+        return Denied(f"{role} may not {permission}")
+
+    def remember(self, request: Any, userid: Actor, **kw: Any) -> list:
+        request.session.invalidate()
+        request.session["actor"] = {"role": userid.role, "id": userid.id, "name": userid.name}
+        return []
+
+    def forget(self, request: Any, **kw: Any) -> list:
+        request.session.invalidate()
+        return []
+
+
+def includeme(config: Any) -> None:
+    settings = config.get_settings()
+    from engine.settings import as_bool
+
+    config.set_session_factory(
+        SignedCookieSessionFactory(
+            settings["qrm.session_secret"],
+            cookie_name="qrm_session",
+            httponly=True,
+            samesite="Lax",
+            secure=as_bool(settings.get("qrm.secure_cookies", "false")),
+            timeout=8 * 3600,
+            reissue_time=600,
+        )
+    )
+    config.set_csrf_storage_policy(SessionCSRFStoragePolicy())
+    config.set_default_csrf_options(require_csrf=True)
+    config.set_security_policy(SecurityPolicy())

@@ -1,0 +1,47 @@
+"""Settings: the ini file, with environment overrides for secrets and URLs.
+
+Environment variables win over the ini so that one ``production.ini`` can be shipped while
+database URLs and secrets come from the deployment (never from the repository).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+#: environment variable -> setting key
+ENVIRONMENT_OVERRIDES = {
+    "QRM_DATABASE_URL": "sqlalchemy.url",
+    "QRM_SESSION_SECRET": "qrm.session_secret",
+    "QRM_PUBLIC_URL": "qrm.public_url",
+    "QRM_SCHEDULER": "qrm.scheduler",
+    "QRM_SIM_BOOT_DELAY": "qrm.sim.boot_delay",
+}
+
+TRUTHY = {"1", "true", "yes", "on"}
+
+
+def as_bool(value: Any) -> bool:
+    """Read an ini-style boolean (``true``/``false``, ``1``/``0``, ``yes``/``no``)."""
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in TRUTHY
+
+
+def normalize_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Return a copy of ``settings`` with environment overrides and defaults applied."""
+    result = dict(settings)
+    for variable, key in ENVIRONMENT_OVERRIDES.items():
+        if os.environ.get(variable):
+            result[key] = os.environ[variable]
+    if not result.get("sqlalchemy.url"):
+        raise ValueError("sqlalchemy.url is not set (ini file or QRM_DATABASE_URL)")
+    if not result.get("qrm.session_secret"):
+        # A random secret per process start is safe (sessions end at restart) but not for
+        # several workers; production.ini documents that QRM_SESSION_SECRET must be set.
+        result["qrm.session_secret"] = secrets.token_urlsafe(32)
+    result.setdefault("qrm.scheduler", "false")
+    result.setdefault("qrm.kick", "thread")
+    return result

@@ -1,0 +1,94 @@
+"""Input checks shared by every service: each error names the field it concerns."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from typing import Any
+
+from engine.errors import ValidationError
+
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+def check_name(value: Any, *, field: str, min_length: int = 1, max_length: int = 50) -> str:
+    """A login or object name: letters, digits, ``.``, ``_``, ``-``; starts alphanumeric."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValidationError(f"{field} is required", field=field)
+    value = value.strip()
+    if not min_length <= len(value) <= max_length:
+        raise ValidationError(
+            f"{field} must be {min_length} to {max_length} characters long", field=field
+        )
+    if not NAME_RE.match(value):
+        raise ValidationError(
+            f"{field} may contain only letters, digits, '.', '_' and '-', starting with a "
+            "letter or digit",
+            field=field,
+        )
+    return value
+
+
+def check_password(value: Any, *, field: str = "password") -> str:
+    if not isinstance(value, str) or len(value) < 8:
+        raise ValidationError(f"{field} must be at least 8 characters long", field=field)
+    if len(value) > 200:
+        raise ValidationError(f"{field} is too long (200 characters at most)", field=field)
+    return value
+
+
+def check_email(value: Any, *, field: str = "email", required: bool = True) -> str:
+    """Syntax only: no network look-ups (they are slow and abusable)."""
+    value = (value or "").strip() if isinstance(value, str | None) else value
+    if not value:
+        if required:
+            raise ValidationError(f"{field} is required", field=field)
+        return ""
+    if not isinstance(value, str) or len(value) > 255 or not EMAIL_RE.match(value):
+        raise ValidationError(f"{field} is not a valid e-mail address", field=field)
+    return value
+
+
+def check_int(value: Any, *, field: str, minimum: int = 0, maximum: int | None = None) -> int:
+    if isinstance(value, bool):
+        raise ValidationError(f"{field} must be a whole number", field=field)
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValidationError(f"{field} must be a whole number", field=field) from None
+    if number < minimum:
+        raise ValidationError(f"{field} must be at least {minimum}", field=field)
+    if maximum is not None and number > maximum:
+        raise ValidationError(f"{field} must be at most {maximum}", field=field)
+    return number
+
+
+def check_text(value: Any, *, field: str, max_length: int = 100, required: bool = False) -> str:
+    if value is None:
+        value = ""
+    if not isinstance(value, str):
+        raise ValidationError(f"{field} must be text", field=field)
+    value = value.strip()
+    if required and not value:
+        raise ValidationError(f"{field} is required", field=field)
+    if len(value) > max_length:
+        raise ValidationError(f"{field} is too long ({max_length} characters at most)",
+                              field=field)
+    if any(ord(ch) < 32 for ch in value):
+        raise ValidationError(f"{field} contains control characters", field=field)
+    return value
+
+
+def check_time(value: Any, *, field: str) -> dt.datetime:
+    """An aware datetime (naive values are refused: there is no server-local time here)."""
+    if isinstance(value, str):
+        try:
+            value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValidationError(f"{field} is not an ISO 8601 time", field=field) from None
+    if not isinstance(value, dt.datetime):
+        raise ValidationError(f"{field} must be a date and time", field=field)
+    if value.tzinfo is None:
+        raise ValidationError(f"{field} must carry a time zone (UTC)", field=field)
+    return value.astimezone(dt.UTC)
