@@ -1,0 +1,7 @@
+"""Billing."""
+
+from typing import Any
+
+
+def includeme(config: Any) -> None:
+    """Wired below."""

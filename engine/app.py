@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 from typing import Any
 
@@ -12,7 +13,9 @@ from engine.settings import normalize_settings
 
 def _include_if_present(config: Configurator, package: str, **kw: Any) -> None:
     # A face is a package of its own; a deployment may leave one out (an API-only node).
-    if importlib.util.find_spec(package) is not None:
+    if importlib.util.find_spec(package) is not None and hasattr(
+        importlib.import_module(package), "includeme"
+    ):
         config.include(package, **kw)
 
 
@@ -29,6 +32,7 @@ def make_config(settings: dict[str, Any]) -> Configurator:
     config.include("engine.events")         # the event log
     config.include("engine.plugins")        # pluggy registry, plugin states, drivers
     config.include("engine.accounts")       # admin accounts, browser sessions
+    config.include("engine.commands")       # the remote command queue
     config.include("engine.datacenter")     # resources, images, storage, appliances
     config.include("engine.monitoring")     # agent reports, health job
     config.include("engine.cloud")          # users, limits, products, requests + jobs

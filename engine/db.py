@@ -10,11 +10,10 @@ import datetime as dt
 from typing import Any
 
 import zope.sqlalchemy
-from sqlalchemy import DateTime, MetaData, event
+from sqlalchemy import DateTime, MetaData, engine_from_config, event
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
-from sqlalchemy import engine_from_config
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -111,17 +110,11 @@ def includeme(config: Any) -> None:
     config.include("pyramid_tm")
     config.include("pyramid_retry")
 
-    session_factory = config.registry.get("dbsession_factory")
-    if session_factory is None:
-        session_factory = get_session_factory(get_engine(settings))
-        config.registry["dbsession_factory"] = session_factory
+    if config.registry.get("dbsession_factory") is None:
+        config.registry["dbsession_factory"] = get_session_factory(get_engine(settings))
 
     def dbsession(request: Any) -> Session:
-        # Tests (and scripts) may hand in a session via the environ.
-        existing = request.environ.get("app.dbsession")
-        if existing is not None:
-            return existing
-        session = get_tm_session(session_factory, request.tm, request=request)
-        return session
+        # Looked up per request so that tests can bind the factory to their own connection.
+        return get_tm_session(request.registry["dbsession_factory"], request.tm, request=request)
 
     config.add_request_method(dbsession, reify=True)

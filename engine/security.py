@@ -11,8 +11,8 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from pyramid.security import Allowed, Denied
 from pyramid.csrf import SessionCSRFStoragePolicy
+from pyramid.security import Allowed, Denied
 from pyramid.session import SignedCookieSessionFactory
 
 from engine.permissions import ROLE_PERMISSIONS, Permissions, Role

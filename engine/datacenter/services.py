@@ -1,0 +1,514 @@
+"""Datacenter services: inventory (types, resources, kernels, storage, images), VMs, clones, and
+the appliance life-cycle (add, start, stop, remove)."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from engine.datacenter.models import (
+    Appliance,
+    ApplianceState,
+    DeploymentType,
+    Image,
+    Kernel,
+    Resource,
+    ResourceState,
+    Storage,
+    StorageAuthorization,
+    VirtualizationKind,
+    VirtualizationType,
+    normalize_mac,
+)
+from engine.db import utcnow
+from engine.errors import CapacityError, InvalidState, NotFound, ValidationError
+from engine.events.models import EventLevel
+from engine.events.services import EventService
+from engine.plugins.manager import PluginService
+from engine.security import Actor
+from engine.validation import check_int, check_name
+
+
+def generate_mac() -> str:
+    """A random locally administered unicast MAC (``x2:…``) for a new VM."""
+    octets = [secrets.randbelow(256) for _ in range(6)]
+    octets[0] = (octets[0] & 0b11111100) | 0b00000010
+    return ":".join(f"{octet:02x}" for octet in octets)
+
+
+def supports_row_locks(db: Session) -> bool:
+    """PostgreSQL and MariaDB lock rows; SQLite serialises writers (BEGIN IMMEDIATE) instead."""
+    return db.get_bind().dialect.name != "sqlite"
+
+
+class DatacenterService:
+    """The inventory, and the operations that go through storage and virtualization drivers."""
+
+    def __init__(self, db: Session, *, events: EventService, plugins: PluginService) -> None:
+        self.db, self.events, self.plugins = db, events, plugins
+
+    @classmethod
+    def create_service(cls, _context: Any, request: Any) -> DatacenterService:
+        return cls(request.dbsession, events=request.find_service(EventService),
+                   plugins=request.find_service(PluginService))
+
+    # -- types (registered by plugins at init) ----------------------------------------------
+    def register_virtualization_type(self, name: str, label: str, kind: VirtualizationKind, *,
+                                     plugin: str | None, host_type: str | None = None
+                                     ) -> VirtualizationType:
+        """Create (or update) a virtualization type; idempotent, so plugin init may re-run."""
+        vtype = self.db.scalar(select(VirtualizationType).where(VirtualizationType.name == name))
+        if vtype is None:
+            vtype = VirtualizationType(name=name)
+            self.db.add(vtype)
+        vtype.label, vtype.kind, vtype.plugin = label, kind, plugin
+        vtype.host_type = self.virtualization_type(host_type) if host_type else None
+        self.db.flush()
+        return vtype
+
+    def register_deployment_type(self, name: str, label: str, *, storage_type: str | None,
+                                 plugin: str | None) -> DeploymentType:
+        """Create (or update) a deployment type; idempotent."""
+        dtype = self.db.scalar(select(DeploymentType).where(DeploymentType.name == name))
+        if dtype is None:
+            dtype = DeploymentType(name=name)
+            self.db.add(dtype)
+        dtype.label, dtype.storage_type, dtype.plugin = label, storage_type, plugin
+        self.db.flush()
+        return dtype
+
+    def unregister_plugin_types(self, plugin: str) -> None:
+        """Remove a plugin's types; refused while resources or images use them."""
+        for vtype in self.db.scalars(
+            select(VirtualizationType).where(VirtualizationType.plugin == plugin)
+        ):
+            in_use = self.db.scalar(select(func.count(Resource.id)).where(
+                Resource.virtualization_type_id == vtype.id))
+            if in_use:
+                raise InvalidState(f"virtualization type {vtype.name} is used by {in_use} "
+                                   "resource(s)", field="plugin")
+            self.db.delete(vtype)
+        for dtype in self.db.scalars(select(DeploymentType).where(DeploymentType.plugin == plugin)):
+            in_use = self.db.scalar(select(func.count(Image.id)).where(
+                Image.deployment_type_id == dtype.id))
+            if in_use:
+                raise InvalidState(f"deployment type {dtype.name} is used by {in_use} image(s)",
+                                   field="plugin")
+            self.db.delete(dtype)
+        self.db.flush()
+
+    def virtualization_type(self, name: str) -> VirtualizationType:
+        vtype = self.db.scalar(select(VirtualizationType).where(VirtualizationType.name == name))
+        if vtype is None:
+            raise NotFound(f"no virtualization type named {name!r}", field="virtualization")
+        return vtype
+
+    def deployment_type(self, name: str) -> DeploymentType:
+        dtype = self.db.scalar(select(DeploymentType).where(DeploymentType.name == name))
+        if dtype is None:
+            raise NotFound(f"no deployment type named {name!r}", field="deployment_type")
+        return dtype
+
+    def virtualization_types(self) -> list[VirtualizationType]:
+        return list(self.db.scalars(select(VirtualizationType).order_by(VirtualizationType.id)))
+
+    # -- inventory --------------------------------------------------------------------------
+    def add_resource(self, *, mac: str, kind: VirtualizationKind, virtualization_type: str,
+                     actor: Actor, name: str = "", host: Resource | None = None, cpus: int = 0,
+                     memory_mb: int = 0, nics: int = 1, ip: str | None = None,
+                     state: ResourceState = ResourceState.UNKNOWN) -> Resource:
+        """Register a machine by its MAC (unique)."""
+        try:
+            mac = normalize_mac(mac)
+        except ValueError as error:
+            raise ValidationError(str(error), field="mac") from None
+        if self.db.scalar(select(Resource.id).where(Resource.mac == mac)) is not None:
+            raise ValidationError(f"a resource with MAC {mac} exists already", field="mac")
+        resource = Resource(
+            mac=mac, kind=kind, virtualization_type=self.virtualization_type(virtualization_type),
+            name=name, host=host, cpus=check_int(cpus, field="cpus"),
+            memory_mb=check_int(memory_mb, field="memory_mb"),
+            nics=check_int(nics, field="nics", minimum=1), ip=ip, state=state,
+        )
+        self.db.add(resource)
+        self.db.flush()
+        self.events.log(source="datacenter", name="resource.added", actor=actor, obj=resource,
+                        message=f"resource {resource.id} ({mac}, {kind.value}) added")
+        self.plugins.hook.qrm_resource_event(request=self.plugins.request, resource=resource,
+                                             action="add")
+        return resource
+
+    def remove_resource(self, resource: Resource, *, actor: Actor) -> None:
+        if self.db.scalar(select(Appliance.id).where(Appliance.resource_id == resource.id)):
+            raise InvalidState(f"resource {resource.id} runs an appliance", field="resource")
+        self.plugins.hook.qrm_resource_event(request=self.plugins.request, resource=resource,
+                                             action="remove")
+        self.events.log(source="datacenter", name="resource.removed", actor=actor, obj=resource,
+                        message=f"resource {resource.id} ({resource.mac}) removed")
+        self.db.delete(resource)
+        self.db.flush()
+
+    def add_kernel(self, name: str, *, version: str = "", actor: Actor) -> Kernel:
+        check_name(name, field="kernel")
+        if self.db.scalar(select(Kernel.id).where(Kernel.name == name)) is not None:
+            raise ValidationError(f"a kernel named {name!r} exists already", field="kernel")
+        kernel = Kernel(name=name, version=version)
+        self.db.add(kernel)
+        self.db.flush()
+        self.events.log(source="datacenter", name="kernel.added", actor=actor, obj=kernel,
+                        message=f"kernel {name} added")
+        self.plugins.hook.qrm_kernel_added(request=self.plugins.request, kernel=kernel)
+        return kernel
+
+    def kernel(self, name: str) -> Kernel:
+        kernel = self.db.scalar(select(Kernel).where(Kernel.name == name))
+        if kernel is None:
+            raise NotFound(f"no kernel named {name!r}", field="kernel")
+        return kernel
+
+    def add_storage(self, name: str, *, storage_type: str, actor: Actor, capacity_mb: int = 0,
+                    resource: Resource | None = None, comment: str = "") -> Storage:
+        check_name(name, field="storage")
+        if self.db.scalar(select(Storage.id).where(Storage.name == name)) is not None:
+            raise ValidationError(f"a storage named {name!r} exists already", field="storage")
+        storage = Storage(name=name, storage_type=storage_type, resource=None,
+                          capacity_mb=check_int(capacity_mb, field="capacity_mb"),
+                          comment=comment)
+        storage.resource_id = resource.id if resource else None
+        self.db.add(storage)
+        self.db.flush()
+        self.events.log(source="datacenter", name="storage.added", actor=actor, obj=storage,
+                        message=f"storage {name} ({storage_type}) added")
+        return storage
+
+    def add_image(self, name: str, *, storage: Storage | None, deployment_type: str,
+                  root_device: str, actor: Actor, size_mb: int = 0, is_master: bool = True,
+                  origin: Image | None = None, owner_id: int | None = None,
+                  comment: str = "") -> Image:
+        """Register an image whose volume exists already (see ``create_image`` otherwise)."""
+        check_name(name, field="image", max_length=100)
+        if self.db.scalar(select(Image.id).where(Image.name == name)) is not None:
+            raise ValidationError(f"an image named {name!r} exists already", field="image")
+        image = Image(name=name, storage=storage, deployment_type=self.deployment_type(
+            deployment_type), root_device=root_device, size_mb=size_mb, is_master=is_master,
+            origin_id=origin.id if origin else None, owner_id=owner_id, comment=comment)
+        self.db.add(image)
+        self.db.flush()
+        self.events.log(source="datacenter", name="image.added", actor=actor, obj=image,
+                        message=f"image {name} added on {storage.name if storage else 'none'}")
+        return image
+
+    def create_image(self, name: str, *, storage: Storage, deployment_type: str, size_mb: int,
+                     actor: Actor, comment: str = "") -> Image:
+        """Create a new empty volume through the storage driver and register it as an image."""
+        driver = self.plugins.storage_driver(storage.storage_type)
+        root_device = driver.create_volume(storage, name=name, size_mb=size_mb)
+        return self.add_image(name, storage=storage, deployment_type=deployment_type,
+                              root_device=root_device, size_mb=size_mb, actor=actor,
+                              comment=comment)
+
+    def image(self, name: str) -> Image:
+        image = self.db.scalar(select(Image).where(Image.name == name))
+        if image is None:
+            raise NotFound(f"no image named {name!r}", field="image")
+        return image
+
+    # -- clones -----------------------------------------------------------------------------
+    def clone_image(self, image: Image, *, name: str, size_mb: int, actor: Actor) -> Image:
+        """Clone-on-deploy: a copy-on-write clone of ``image`` registered as image ``name``.
+
+        Idempotent: if a clone of that name is registered already it is returned, and the
+        driver itself returns an existing volume of that name (an interrupted earlier try).
+        """
+        existing = self.db.scalar(select(Image).where(Image.name == name))
+        if existing is not None:
+            if existing.origin_id != image.id:
+                raise InvalidState(f"image {name} exists and is not a clone of {image.name}")
+            return existing
+        if image.storage is None:
+            raise InvalidState(f"image {image.name} has no storage and cannot be cloned",
+                               field="image")
+        driver = self.plugins.storage_driver(image.storage.storage_type)
+        root_device = driver.clone_volume(image.storage, source_root_device=image.root_device,
+                                          name=name, size_mb=size_mb)
+        clone = Image(name=name, storage=image.storage, deployment_type=image.deployment_type,
+                      root_device=root_device, root_fs_type=image.root_fs_type,
+                      size_mb=size_mb, is_master=False, origin_id=image.id,
+                      comment=f"clone of {image.name}")
+        self.db.add(clone)
+        self.db.flush()
+        self.events.log(source="datacenter", name="image.cloned", actor=actor, obj=clone,
+                        message=f"image {image.name} cloned to {name} ({size_mb} MB)")
+        return clone
+
+    def remove_image(self, image: Image, *, actor: Actor) -> None:
+        """Remove an image and its volume; refused while an appliance uses it."""
+        if self.db.scalar(select(Appliance.id).where(Appliance.image_id == image.id)):
+            raise InvalidState(f"image {image.name} is used by an appliance", field="image")
+        if image.storage is not None:
+            driver = self.plugins.storage_driver(image.storage.storage_type)
+            driver.remove_volume(image.storage, root_device=image.root_device)
+        self.db.execute(StorageAuthorization.__table__.delete().where(
+            StorageAuthorization.image_id == image.id))
+        self.events.log(source="datacenter", name="image.removed", actor=actor, obj=image,
+                        message=f"image {image.name} removed")
+        self.db.delete(image)
+        self.db.flush()
+
+    def authorize_storage(self, image: Image, resource: Resource | None, *, actor: Actor) -> None:
+        """Tell the image's storage that exactly ``resource`` may mount it (None: nobody)."""
+        if image.storage is not None:
+            driver = self.plugins.storage_driver(image.storage.storage_type)
+            driver.authenticate(image.storage, root_device=image.root_device, resource=resource)
+        record = self.db.scalar(select(StorageAuthorization).where(
+            StorageAuthorization.image_id == image.id))
+        if record is None:
+            record = StorageAuthorization(image_id=image.id)
+            self.db.add(record)
+        record.resource_id = resource.id if resource else None
+        record.updated_at = utcnow()
+        self.events.log(source="datacenter", name="storage.authorized", actor=actor, obj=image,
+                        level=EventLevel.INFO,
+                        message=f"image {image.name} may be mounted by "
+                        + (f"resource {resource.id}" if resource else "nobody"))
+
+    # -- resources for appliances -----------------------------------------------------------
+    def claim_idle_resource(self, vtype: VirtualizationType, *, cpus: int, memory_mb: int,
+                            nics: int) -> Resource | None:
+        """An idle resource of ``vtype`` with at least the capacity asked for, row-locked so a
+        concurrent claim skips it. The caller binds it to an appliance in the same
+        transaction (a unique key on ``appliance.resource_id`` makes a double claim fail)."""
+        claimed = select(Appliance.resource_id).where(Appliance.resource_id.is_not(None))
+        query = (
+            select(Resource)
+            .where(Resource.virtualization_type_id == vtype.id,
+                   Resource.state == ResourceState.IDLE, Resource.image_id.is_(None),
+                   Resource.cpus >= cpus, Resource.memory_mb >= memory_mb,
+                   Resource.nics >= nics, Resource.id.not_in(claimed))
+            .order_by(Resource.cpus, Resource.memory_mb, Resource.id)
+            .limit(1)
+        )
+        if supports_row_locks(self.db):
+            query = query.with_for_update(skip_locked=True)
+        return self.db.scalar(query)
+
+    def hosts_by_load(self, vm_type: VirtualizationType) -> list[tuple[Resource, int, int]]:
+        """Hosts that can run VMs of ``vm_type``, least loaded first, with the CPUs and memory
+        their VMs use."""
+        if vm_type.host_type_id is None:
+            return []
+        hosts = list(self.db.scalars(
+            select(Resource).where(Resource.virtualization_type_id == vm_type.host_type_id,
+                                   Resource.state.in_([ResourceState.ACTIVE, ResourceState.IDLE]))
+        ))
+        usage = {
+            host_id: (cpus or 0, memory or 0)
+            for host_id, cpus, memory in self.db.execute(
+                select(Resource.host_id, func.sum(Resource.cpus), func.sum(Resource.memory_mb))
+                .where(Resource.host_id.is_not(None)).group_by(Resource.host_id))
+        }
+        rows = [(host, *usage.get(host.id, (0, 0))) for host in hosts]
+
+        def load(row: tuple[Resource, int, int]) -> tuple[float, int]:
+            host, used_cpus, used_memory = row
+            cpu_share = used_cpus / host.cpus if host.cpus else 1.0
+            memory_share = used_memory / host.memory_mb if host.memory_mb else 1.0
+            return (max(cpu_share, memory_share) + float(host.load or 0) / 100, host.id)
+
+        return sorted(rows, key=load)
+
+    def create_vm(self, vm_type: VirtualizationType, *, name: str, cpus: int, memory_mb: int,
+                  nics: int, disk_mb: int, actor: Actor) -> Resource:
+        """Create a VM on the least-loaded host that has room; it boots and reports idle.
+
+        Raises CapacityError when no host can take it (nothing is left behind)."""
+        driver = self.plugins.virtualization_driver(vm_type.name)
+        for host, used_cpus, used_memory in self.hosts_by_load(vm_type):
+            if host.cpus and used_cpus + cpus > host.cpus:
+                continue
+            if host.memory_mb and used_memory + memory_mb > host.memory_mb:
+                continue
+            vm = Resource(mac=generate_mac(), kind=VirtualizationKind.VM, name=name,
+                          virtualization_type=vm_type, host=host, cpus=cpus,
+                          memory_mb=memory_mb, nics=nics, state=ResourceState.BOOTING)
+            try:
+                with self.db.begin_nested():
+                    self.db.add(vm)
+                    self.db.flush()
+                    driver.create_vm(host, vm, disk_mb=disk_mb)
+            except CapacityError:
+                continue
+            self.events.log(source="datacenter", name="vm.created", actor=actor, obj=vm,
+                            message=f"VM {name} (resource {vm.id}, {cpus} CPU, {memory_mb} MB) "
+                            f"created on host {host.label}")
+            self.plugins.hook.qrm_resource_event(request=self.plugins.request, resource=vm,
+                                                 action="add")
+            return vm
+        raise CapacityError(f"no {vm_type.label} host has room for {cpus} CPU(s) and "
+                            f"{memory_mb} MB")
+
+    def remove_vm(self, vm: Resource, *, actor: Actor) -> None:
+        """Destroy a VM and forget its resource."""
+        driver = self.plugins.virtualization_driver(vm.virtualization_type.name)
+        driver.remove_vm(vm)
+        self.remove_resource(vm, actor=actor)
+
+    def reboot(self, resource: Resource, *, actor: Actor) -> None:
+        """Reboot ``resource`` into whatever it is assigned: a plugin may do it from outside
+        (hypervisor, power switch); otherwise the VM's driver, else a queued command."""
+        resource.state = ResourceState.TRANSITION
+        self.plugins.hook.qrm_resource_event(request=self.plugins.request, resource=resource,
+                                             action="start")
+        handled = self.plugins.started_hook.qrm_resource_command(
+            request=self.plugins.request, resource=resource, command="reboot")
+        if not handled:
+            if resource.kind is VirtualizationKind.VM:
+                self.plugins.virtualization_driver(resource.virtualization_type.name) \
+                    .reboot_vm(resource)
+            else:
+                from engine.commands.services import CommandService
+
+                CommandService(self.db, events=self.events).enqueue(
+                    resource, ["reboot"], actor=actor)
+        self.events.log(source="datacenter", name="resource.reboot", actor=actor, obj=resource,
+                        level=EventLevel.INFO, message=f"resource {resource.id} rebooting")
+
+
+class AppliancesService:
+    """The appliance life-cycle: add, start, stop, remove (engine-behaviour §2, without its
+    weaknesses: the resource is claimed transactionally, start is tracked until the resource
+    reports back, and storage is authorised before the reboot)."""
+
+    def __init__(self, db: Session, *, datacenter: DatacenterService, events: EventService,
+                 plugins: PluginService) -> None:
+        self.db, self.datacenter, self.events, self.plugins = db, datacenter, events, plugins
+
+    @classmethod
+    def create_service(cls, _context: Any, request: Any) -> AppliancesService:
+        return cls(request.dbsession, datacenter=request.find_service(DatacenterService),
+                   events=request.find_service(EventService),
+                   plugins=request.find_service(PluginService))
+
+    def _hook(self, appliance: Appliance, action: str) -> None:
+        self.plugins.hook.qrm_appliance_event(request=self.plugins.request, appliance=appliance,
+                                              action=action)
+
+    def add(self, name: str, *, kernel: Kernel, image: Image, virtualization_type:
+            VirtualizationType, actor: Actor, cpus: int = 0, memory_mb: int = 0, nics: int = 1,
+            ha: bool = False, resource: Resource | None = None, comment: str = "") -> Appliance:
+        """Create a stopped appliance (no boot, storage or PXE action happens on add)."""
+        name = check_name(name.lower(), field="name", max_length=100)
+        if self.db.scalar(select(Appliance.id).where(Appliance.name == name)) is not None:
+            raise ValidationError(f"an appliance named {name!r} exists already", field="name")
+        appliance = Appliance(name=name, kernel=kernel, image=image,
+                              virtualization_type=virtualization_type, cpus=cpus,
+                              memory_mb=memory_mb, nics=nics, ha=ha, resource=resource,
+                              comment=comment, state=ApplianceState.STOPPED,
+                              stopped_at=utcnow())
+        self.db.add(appliance)
+        self.db.flush()
+        self.events.log(source="datacenter", name="appliance.added", actor=actor, obj=appliance,
+                        message=f"appliance {name} added")
+        self._hook(appliance, "add")
+        return appliance
+
+    def assign_resource(self, appliance: Appliance, resource: Resource, *, actor: Actor) -> None:
+        if appliance.state is not ApplianceState.STOPPED:
+            raise InvalidState(f"appliance {appliance.name} is {appliance.state.value}")
+        appliance.resource = resource
+        self.db.flush()
+        self.events.log(source="datacenter", name="appliance.assigned", actor=actor,
+                        obj=appliance, level=EventLevel.INFO,
+                        message=f"appliance {appliance.name} assigned resource {resource.id}")
+
+    def start(self, appliance: Appliance, *, actor: Actor) -> Appliance:
+        """Boot the appliance on its resource: kernel assigned, storage authorised for exactly
+        this resource, then the reboot. The appliance is ``starting`` until the resource
+        reports that it runs the image (``ResourceReportService``)."""
+        if appliance.state in (ApplianceState.STARTING, ApplianceState.ACTIVE):
+            return appliance  # idempotent: a resumed step does not reboot twice
+        if appliance.state is not ApplianceState.STOPPED:
+            raise InvalidState(f"appliance {appliance.name} is {appliance.state.value}")
+        resource = appliance.resource
+        if resource is None:
+            raise InvalidState(f"appliance {appliance.name} has no resource", field="resource")
+        resource.kernel = appliance.kernel
+        resource.image = appliance.image
+        self.plugins.hook.qrm_resource_assigned(request=self.plugins.request, resource=resource,
+                                                kernel=appliance.kernel)
+        self.datacenter.authorize_storage(appliance.image, resource, actor=actor)
+        self.datacenter.reboot(resource, actor=actor)
+        appliance.state = ApplianceState.STARTING
+        appliance.started_at = utcnow()
+        appliance.stopped_at = None
+        self.db.flush()
+        self.events.log(source="datacenter", name="appliance.start", actor=actor, obj=appliance,
+                        message=f"appliance {appliance.name} starting on resource {resource.id}")
+        self._hook(appliance, "start")
+        return appliance
+
+    def stop(self, appliance: Appliance, *, actor: Actor) -> Appliance:
+        """Send the resource back to the idle ramdisk. Storage is locked to nobody once the
+        resource reports idle again (``ResourceReportService``)."""
+        if appliance.state in (ApplianceState.STOPPING, ApplianceState.STOPPED):
+            return appliance
+        resource = appliance.resource
+        appliance.state = ApplianceState.STOPPING
+        if resource is not None and resource.state not in (ResourceState.ERROR,
+                                                           ResourceState.OFF):
+            resource.kernel = None
+            resource.image = None
+            self.plugins.hook.qrm_resource_assigned(request=self.plugins.request,
+                                                    resource=resource, kernel=None)
+            self.datacenter.reboot(resource, actor=actor)
+        else:
+            self._stopped(appliance, actor=actor)
+        self.db.flush()
+        self.events.log(source="datacenter", name="appliance.stop", actor=actor, obj=appliance,
+                        message=f"appliance {appliance.name} stopping")
+        self._hook(appliance, "stop")
+        return appliance
+
+    def _stopped(self, appliance: Appliance, *, actor: Actor) -> None:
+        appliance.state = ApplianceState.STOPPED
+        appliance.stopped_at = utcnow()
+        self.datacenter.authorize_storage(appliance.image, None, actor=actor)
+
+    def release(self, appliance: Appliance, *, actor: Actor) -> Resource | None:
+        """Unbind a stopped appliance from its resource (the resource is free again)."""
+        if appliance.state is not ApplianceState.STOPPED:
+            raise InvalidState(f"appliance {appliance.name} is {appliance.state.value}")
+        resource, appliance.resource = appliance.resource, None
+        self.db.flush()
+        return resource
+
+    def remove(self, appliance: Appliance, *, actor: Actor) -> None:
+        """Delete a stopped appliance."""
+        if appliance.state is not ApplianceState.STOPPED:
+            raise InvalidState(f"appliance {appliance.name} is {appliance.state.value}; stop it "
+                               "first")
+        self._hook(appliance, "remove")
+        self.events.log(source="datacenter", name="appliance.removed", actor=actor,
+                        obj=appliance, message=f"appliance {appliance.name} removed")
+        self.db.delete(appliance)
+        self.db.flush()
+
+    # -- called when the resource reports ---------------------------------------------------
+    def resource_reported(self, resource: Resource, *, actor: Actor) -> Appliance | None:
+        """Move the appliance on ``resource`` on after the resource reported its state."""
+        appliance = self.db.scalar(select(Appliance).where(Appliance.resource_id == resource.id))
+        if appliance is None:
+            return None
+        if appliance.state is ApplianceState.STARTING and resource.state is ResourceState.ACTIVE:
+            appliance.state = ApplianceState.ACTIVE
+            self.events.log(source="datacenter", name="appliance.active", actor=actor,
+                            obj=appliance, message=f"appliance {appliance.name} is active on "
+                            f"resource {resource.id}")
+        elif appliance.state is ApplianceState.STOPPING and resource.state is ResourceState.IDLE:
+            self._stopped(appliance, actor=actor)
+            self.events.log(source="datacenter", name="appliance.stopped", actor=actor,
+                            obj=appliance, message=f"appliance {appliance.name} stopped")
+        return appliance

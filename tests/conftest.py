@@ -1,0 +1,171 @@
+"""Test fixtures: the schema from ``alembic upgrade head``, one rolled-back outer transaction
+per test, the real app, and requests for service-level tests.
+
+``QRM_TEST_DATABASE_URL`` selects PostgreSQL or MariaDB; SQLite (a temporary file) otherwise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pathlib
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import transaction
+from alembic import command
+from alembic.config import Config
+from pyramid.scripting import prepare
+from sqlalchemy import create_engine
+from sqlalchemy.orm import sessionmaker
+
+from engine.app import make_config
+from engine.db import get_engine, get_session_factory
+from engine.security import Actor
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+
+def alembic_config() -> Config:
+    return Config(str(ROOT / "development.ini"))
+
+
+def migrate(engine: Any, *, fresh: bool) -> None:
+    """Bring the database at ``engine`` to head (from scratch if ``fresh``)."""
+    cfg = alembic_config()
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        if fresh:
+            command.downgrade(cfg, "base")
+        command.upgrade(cfg, "head")
+
+
+@pytest.fixture(scope="session")
+def db_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = os.environ.get("QRM_TEST_DATABASE_URL")
+    if url:
+        return url
+    return f"sqlite:///{tmp_path_factory.mktemp('db') / 'qrm-test.sqlite'}"
+
+
+@pytest.fixture(scope="session")
+def db_engine(db_url: str) -> Iterator[Any]:
+    engine = get_engine({"sqlalchemy.url": db_url})
+    migrate(engine, fresh=True)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def app_settings(db_url: str) -> dict[str, Any]:
+    return {
+        "sqlalchemy.url": db_url,
+        "qrm.session_secret": "test-secret-test-secret-test-secret",
+        "qrm.kick": "inline",
+        "qrm.scheduler": "false",
+        "qrm.sim.boot_delay": "0",
+        "pyramid.default_locale_name": "en",
+    }
+
+
+@pytest.fixture(scope="session")
+def app_config(app_settings: dict[str, Any], db_engine: Any) -> Any:
+    config = make_config(app_settings)
+    config.commit()
+    return config
+
+
+@pytest.fixture(scope="session")
+def wsgi_app(app_config: Any) -> Any:
+    return app_config.make_wsgi_app()
+
+
+@pytest.fixture
+def registry(app_config: Any) -> Any:
+    return app_config.registry
+
+
+@pytest.fixture
+def connection(db_engine: Any, registry: Any) -> Iterator[Any]:
+    """One outer transaction per test, rolled back at the end: every commit inside the test
+    (web requests, jobs) becomes a savepoint of it."""
+    connection = db_engine.connect()
+    outer = connection.begin()
+    saved = registry["dbsession_factory"]
+    registry["dbsession_factory"] = sessionmaker(
+        bind=connection, join_transaction_mode="create_savepoint", expire_on_commit=False
+    )
+    try:
+        yield connection
+    finally:
+        registry["dbsession_factory"] = saved
+        outer.rollback()
+        connection.close()
+
+
+@contextlib.contextmanager
+def new_request(registry: Any) -> Iterator[Any]:
+    env = prepare(registry=registry)
+    request = env["request"]
+    request.tm = transaction.TransactionManager(explicit=True)
+    request.tm.begin()
+    try:
+        yield request
+    finally:
+        if request.tm.isDoomed() or request.tm.get().status == "Active":
+            request.tm.abort()
+        env["closer"]()
+
+
+@pytest.fixture
+def pyramid_request(registry: Any, connection: Any) -> Iterator[Any]:
+    """A request for service-level tests: ``pyramid_request.find_service(...)``; call
+    ``commit(pyramid_request)`` to commit (to the test's savepoint) and start anew."""
+    with new_request(registry) as request:
+        yield request
+
+
+def commit(request: Any) -> None:
+    """Commit the request's transaction (firing after-commit kicks) and begin a new one."""
+    request.tm.commit()
+    request.tm.begin()
+
+
+@pytest.fixture
+def admin_actor() -> Actor:
+    return Actor.admin("root-admin", None)
+
+
+@pytest.fixture
+def testapp(wsgi_app: Any, connection: Any) -> Any:
+    import webtest
+
+    return webtest.TestApp(wsgi_app, extra_environ={"HTTP_HOST": "localhost"})
+
+
+@pytest.fixture
+def committing_registry(app_settings: dict[str, Any], db_url: str, tmp_path: pathlib.Path
+                        ) -> Iterator[Any]:
+    """A registry whose transactions really commit (for tests of concurrent processes).
+
+    SQLite: a fresh database file per test. PostgreSQL/MariaDB: the shared test database,
+    rebuilt from scratch afterwards so later tests start clean.
+    """
+    url = db_url
+    if db_url.startswith("sqlite"):
+        url = f"sqlite:///{tmp_path / 'committing.sqlite'}"
+    engine = get_engine({"sqlalchemy.url": url})
+    migrate(engine, fresh=not url.startswith("sqlite"))
+    config = make_config(dict(app_settings, **{"sqlalchemy.url": url}))
+    config.registry["dbsession_factory"] = get_session_factory(engine)
+    config.commit()
+    try:
+        yield config.registry
+    finally:
+        if not url.startswith("sqlite"):
+            migrate(engine, fresh=True)
+        engine.dispose()
+
+
+__all__ = ["commit", "create_engine", "migrate", "new_request"]
