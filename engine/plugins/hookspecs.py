@@ -101,3 +101,9 @@ def qrm_resource_failed(request: Any, resource: Any) -> None:
 @hookspec
 def qrm_boot_files(request: Any) -> list[dict]:
     """Files the plugin offers to booting resources: ``[{"name", "path"}]``. Enabled plugins."""
+
+
+@hookspec
+def qrm_demo(request: Any, actor: Any) -> None:
+    """Build the plugin's part of the demo datacenter (``qrm demo``). Started plugins, inside
+    the demo's transaction; must be idempotent (``qrm demo`` runs at every ``make run``)."""

@@ -1,0 +1,273 @@
+"""The CCU ledger and the hourly charge.
+
+Ledger-first accounting: every movement is one ``ledger_entry`` row with a unique
+idempotency key, written in the same transaction as the cached balance on the user row. A
+charge for appliance *a* and hour *k* has the key ``charge:appliance:a:hour:k``, so two
+schedulers, a retry or a restart can never charge it twice, and an hour the scheduler missed
+is charged late instead of never.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import uuid
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from billing.models import LedgerEntry
+from billing.prices import PriceService
+from engine.cloud.billing_port import Quote, RequestSpec
+from engine.cloud.config import CloudConfigService
+from engine.cloud.models import (
+    CloudAppliance,
+    CloudApplianceState,
+    CloudRequest,
+    CloudUser,
+    RequestStatus,
+)
+from engine.datacenter.services import supports_row_locks
+from engine.db import utcnow
+from engine.errors import ValidationError
+from engine.events.models import EventLevel
+from engine.events.services import EventService
+from engine.plugins.manager import PluginService
+from engine.security import Actor
+from engine.types import quantize_ccus
+from engine.validation import check_text
+
+log = logging.getLogger(__name__)
+
+HOUR = dt.timedelta(hours=1)
+BILLING_ACTOR = Actor.system("billing")
+
+
+def due_hours(active_since: dt.datetime, active_until: dt.datetime | None,
+              now: dt.datetime) -> int:
+    """How many hours are due: hour *k* (starting at ``active_since + k h``) once it has
+    started by ``now``, and only if it started before ``active_until``."""
+    if now < active_since:
+        return 0
+    started = (now - active_since) // HOUR + 1
+    if active_until is None:
+        return started
+    ran = -((active_since - active_until) // HOUR)  # ceil((until - since) / 1 h)
+    return min(started, max(ran, 0))
+
+
+class LedgerService:
+    """Posts to the ledger and reads it. The only writer of ``CloudUser.ccus``."""
+
+    def __init__(self, db: Session, *, events: EventService) -> None:
+        self.db, self.events = db, events
+
+    @classmethod
+    def create_service(cls, _context: Any, request: Any) -> LedgerService:
+        return cls(request.dbsession, events=request.find_service(EventService))
+
+    def post(self, user: CloudUser, amount: Decimal, *, key: str, reason: str, comment: str,
+             actor: Actor, request_id: int | None = None,
+             cloud_appliance_id: int | None = None,
+             period_start: dt.datetime | None = None) -> LedgerEntry | None:
+        """Write one movement and update the balance, atomically. Returns None (and changes
+        nothing) if a movement with ``key`` exists already."""
+        amount = quantize_ccus(amount)
+        if self.db.scalar(select(LedgerEntry.id).where(LedgerEntry.idempotency_key == key)):
+            return None
+        try:
+            with self.db.begin_nested():
+                # A locking read sees the newest committed balance on every backend.
+                query = select(CloudUser.ccus).where(CloudUser.id == user.id)
+                if supports_row_locks(self.db):
+                    query = query.with_for_update()
+                balance = quantize_ccus(self.db.execute(query).scalar_one() + amount)
+                self.db.execute(update(CloudUser).where(CloudUser.id == user.id)
+                                .values(ccus=balance))
+                entry = LedgerEntry(
+                    idempotency_key=key, user_id=user.id, request_id=request_id,
+                    cloud_appliance_id=cloud_appliance_id, amount=amount,
+                    balance_after=balance, reason=reason, comment=comment,
+                    actor=actor.label, period_start=period_start, time=utcnow())
+                self.db.add(entry)
+                self.db.flush()
+        except IntegrityError:
+            # the same key committed concurrently: that one counts, this one never happened
+            log.info("ledger key %s exists already; not posted again", key)
+            return None
+        self.db.refresh(user, ["ccus"])
+        return entry
+
+    def balance(self, user: CloudUser) -> Decimal:
+        return quantize_ccus(self.db.scalar(
+            select(CloudUser.ccus).where(CloudUser.id == user.id)) or 0)
+
+    def ledger_sum(self, user: CloudUser) -> Decimal:
+        return quantize_ccus(self.db.scalar(
+            select(func.coalesce(func.sum(LedgerEntry.amount), 0))
+            .where(LedgerEntry.user_id == user.id)) or 0)
+
+    def transactions(self, user: CloudUser, *, limit: int = 100) -> list[LedgerEntry]:
+        """The user's movements, newest first."""
+        return list(self.db.scalars(
+            select(LedgerEntry).where(LedgerEntry.user_id == user.id)
+            .order_by(LedgerEntry.id.desc()).limit(limit)))
+
+    def charged_since(self, since: dt.datetime) -> Decimal:
+        """CCUs charged (as a positive number) since ``since``, all users."""
+        total = self.db.scalar(select(func.coalesce(func.sum(LedgerEntry.amount), 0)).where(
+            LedgerEntry.time >= since, LedgerEntry.amount < 0,
+            LedgerEntry.period_start.is_not(None)))
+        return -quantize_ccus(total or 0)
+
+
+class BillingService:
+    """Implements the cloud's ``BillingPort``: quotes, credits, and hourly charges."""
+
+    def __init__(self, db: Session, *, ledger: LedgerService, prices: PriceService,
+                 config: CloudConfigService, events: EventService, plugins: PluginService,
+                 request: Any) -> None:
+        self.db, self.ledger, self.prices, self.config = db, ledger, prices, config
+        self.events, self.plugins, self.request = events, plugins, request
+
+    @classmethod
+    def create_service(cls, _context: Any, request: Any) -> BillingService:
+        return cls(request.dbsession, ledger=request.find_service(LedgerService),
+                   prices=request.find_service(PriceService),
+                   config=request.find_service(CloudConfigService),
+                   events=request.find_service(EventService),
+                   plugins=request.find_service(PluginService), request=request)
+
+    # -- BillingPort ------------------------------------------------------------------------
+    def quote(self, spec: RequestSpec) -> Quote:
+        return self.prices.quote(spec)
+
+    def balance(self, user: CloudUser) -> Decimal:
+        return self.ledger.balance(user)
+
+    def has_history(self, user: CloudUser, *, request_id: int | None = None) -> bool:
+        query = select(LedgerEntry.id).where(LedgerEntry.user_id == user.id)
+        if request_id is not None:
+            query = query.where(LedgerEntry.request_id == request_id)
+        return self.db.scalar(query.limit(1)) is not None
+
+    def credit(self, user: CloudUser, amount: Any, *, reason: str, comment: str,
+               actor: Actor, request_id: int | None = None,
+               key: str | None = None) -> LedgerEntry | None:
+        """An admin credit (> 0) or debit (< 0): one ledger row, balance changed with it."""
+        try:
+            amount = quantize_ccus(Decimal(str(amount)))
+        except InvalidOperation:
+            raise ValidationError("amount must be a number", field="amount") from None
+        if amount == 0:
+            raise ValidationError("amount must not be zero", field="amount")
+        if abs(amount) >= Decimal("1e12"):
+            raise ValidationError("amount is too large", field="amount")
+        reason = check_text(reason, field="reason", max_length=50, required=True)
+        comment = check_text(comment, field="comment", max_length=255)
+        entry = self.ledger.post(user, amount, key=key or f"manual:{uuid.uuid4()}",
+                                 reason=reason, comment=comment, actor=actor,
+                                 request_id=request_id)
+        if entry is not None:
+            self.events.log(source="billing", name="ledger.credit" if amount > 0 else
+                            "ledger.debit", actor=actor, obj=user,
+                            message=f"{amount:+} CCUs for {user.name} ({reason}); balance "
+                            f"{entry.balance_after}")
+        return entry
+
+    def set_balance(self, user: CloudUser, target: Any, *, comment: str,
+                    actor: Actor) -> Decimal:
+        """Bring the balance to ``target`` with one credit or debit row (none if equal)."""
+        try:
+            target = quantize_ccus(Decimal(str(target)))
+        except InvalidOperation:
+            raise ValidationError("ccus must be a number", field="ccus") from None
+        difference = target - self.ledger.balance(user)
+        if difference:
+            self.credit(user, difference, reason="Balance set by admin",
+                        comment=comment or f"balance set to {target}", actor=actor)
+        return self.ledger.balance(user)
+
+    # -- charging ---------------------------------------------------------------------------
+    def charge_appliance(self, cloud_appliance: CloudAppliance, *, now: dt.datetime,
+                         actor: Actor = BILLING_ACTOR) -> int:
+        """Charge every hour of ``cloud_appliance`` that has started by ``now`` (and before
+        it stopped) and is not charged yet. Hour *k* starts at ``active_since + k hours``."""
+        if cloud_appliance.active_since is None or not self.config["cloud_billing_enabled"]:
+            return 0
+        due = due_hours(cloud_appliance.active_since, cloud_appliance.active_until, now)
+        charged = 0
+        for hour in range(cloud_appliance.hours_charged, due):
+            if self._charge_hour(cloud_appliance, hour, actor=actor):
+                charged += 1
+        cloud_appliance.hours_charged = max(cloud_appliance.hours_charged, due)
+        return charged
+
+    def _charge_hour(self, cloud_appliance: CloudAppliance, hour: int, *, actor: Actor) -> bool:
+        cloud_request = cloud_appliance.request
+        period_start = cloud_appliance.active_since + hour * HOUR
+        components = list(cloud_request.price_breakdown or [])
+        replaced = self.plugins.hook.qrm_billing_charge(
+            request=self.request, cloud_appliance=cloud_appliance, period_start=period_start,
+            components=components)
+        amount = (quantize_ccus(Decimal(str(replaced))) if replaced is not None
+                  else quantize_ccus(cloud_request.price_per_hour))
+        detail = ", ".join(f"{c['label']} {c['price']}" for c in components
+                           if Decimal(c["price"]))
+        entry = self.ledger.post(
+            cloud_request.user, -amount,
+            key=f"charge:appliance:{cloud_appliance.id}:hour:{hour}",
+            reason="Cloud Billing",
+            comment=f"{amount} CCUs for appliance {cloud_appliance.name} (request "
+            f"{cloud_request.id}), hour from {period_start:%Y-%m-%d %H:%M} UTC"
+            + (f": {detail}" if detail and replaced is None else ""),
+            actor=actor, request_id=cloud_request.id, cloud_appliance_id=cloud_appliance.id,
+            period_start=period_start)
+        return entry is not None
+
+    def charge_due_hours(self, *, now: dt.datetime | None = None) -> int:
+        """Charge what is due for every appliance that ran; deprovision requests whose owner
+        has no credit left. Returns the number of hours charged."""
+        now = now or utcnow()
+        if not self.config["cloud_billing_enabled"]:
+            return 0
+        appliances = list(self.db.scalars(
+            select(CloudAppliance).where(CloudAppliance.active_since.is_not(None))
+            .where((CloudAppliance.active_until.is_(None))
+                   | (CloudAppliance.active_until > CloudAppliance.active_since))
+            .where(CloudAppliance.state.in_([CloudApplianceState.ACTIVE,
+                                             CloudApplianceState.PAUSED,
+                                             CloudApplianceState.DEPROVISIONING,
+                                             CloudApplianceState.REMOVED]))))
+        charged = 0
+        for cloud_appliance in appliances:
+            charged += self.charge_appliance(cloud_appliance, now=now)
+        self.deprovision_exhausted()
+        return charged
+
+    def deprovision_exhausted(self) -> list[CloudRequest]:
+        """Active requests of users whose balance is at or below zero are deprovisioned."""
+        from engine.cloud.services import CloudRequestService
+
+        requests = list(self.db.scalars(
+            select(CloudRequest).join(CloudUser).where(
+                CloudRequest.status.in_([RequestStatus.ACTIVE, RequestStatus.APPROVED]),
+                CloudUser.ccus <= 0)))
+        service = self.request.find_service(CloudRequestService)
+        for cloud_request in requests:
+            self.events.log(source="billing", name="credit.exhausted", actor=BILLING_ACTOR,
+                            obj=cloud_request, level=EventLevel.WARNING,
+                            message=f"{cloud_request.user.name} has "
+                            f"{cloud_request.user.ccus} CCUs left; request {cloud_request.id} "
+                            "is deprovisioned")
+            service.transition(cloud_request, RequestStatus.DEPROVISION, actor=BILLING_ACTOR,
+                               reason="credit exhausted")
+        return requests
+
+
+def charge_job(request: Any) -> int:
+    """``billing.charge``: charge every due hour (late ones too)."""
+    return request.find_service(BillingService).charge_due_hours()

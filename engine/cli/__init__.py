@@ -1,0 +1,5 @@
+"""The ``qrm`` command."""
+
+from engine.cli.main import main
+
+__all__ = ["main"]

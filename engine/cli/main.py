@@ -1,0 +1,217 @@
+"""``qrm``: set up the database, load the demo, manage admins and plugins, run the scheduler
+and the web server."""
+
+from __future__ import annotations
+
+import logging
+import os
+import pathlib
+import signal
+import threading
+from typing import Any
+
+import click
+from pyramid.paster import get_appsettings, setup_logging
+
+from engine.app import make_config
+from engine.errors import QrmError
+from engine.scheduler.runner import run_in_transaction
+from engine.security import Actor
+from engine.settings import as_bool
+
+log = logging.getLogger("qrm.cli")
+
+
+class Context:
+    def __init__(self, config_uri: str) -> None:
+        self.config_uri = config_uri
+        self._registry: Any = None
+
+    @property
+    def settings(self) -> dict[str, Any]:
+        return dict(get_appsettings(self.config_uri))
+
+    def make_config(self, **overrides: Any) -> Any:
+        config = make_config(dict(self.settings, **overrides))
+        config.commit()
+        return config
+
+    @property
+    def registry(self) -> Any:
+        if self._registry is None:
+            self._registry = self.make_config().registry
+        return self._registry
+
+    def run(self, func: Any, **kw: Any) -> Any:
+        """Run ``func(request, **kw)`` in one transaction; a refused operation exits 1."""
+        try:
+            return run_in_transaction(self.registry, func, **kw)
+        except QrmError as error:
+            raise click.ClickException(error.message) from None
+
+
+@click.group()
+@click.option("-c", "--config", "config_uri", default=lambda: os.environ.get(
+    "QRM_CONFIG", "development.ini"), show_default="development.ini or $QRM_CONFIG",
+    help="The ini file (PasteDeploy) to read.")
+@click.pass_context
+def main(ctx: click.Context, config_uri: str) -> None:
+    """QRM Cloud administration."""
+    if not pathlib.Path(config_uri).exists():
+        raise click.ClickException(f"no such configuration file: {config_uri}")
+    setup_logging(config_uri)
+    ctx.obj = Context(config_uri)
+
+
+# -- database --------------------------------------------------------------------------------
+@main.group()
+def db() -> None:
+    """The database schema."""
+
+
+def _alembic(ctx: Context) -> Any:
+    from alembic.config import Config
+
+    return Config(ctx.config_uri)
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+@click.pass_obj
+def db_upgrade(ctx: Context, revision: str) -> None:
+    """Upgrade the schema to REVISION (default: the newest)."""
+    from alembic import command
+
+    settings_url = ctx.settings.get("sqlalchemy.url", "")
+    if settings_url.startswith("sqlite:///") and not os.environ.get("QRM_DATABASE_URL"):
+        pathlib.Path(settings_url.removeprefix("sqlite:///")).parent.mkdir(
+            parents=True, exist_ok=True)
+    command.upgrade(_alembic(ctx), revision)
+    click.echo(f"database upgraded to {revision}")
+
+
+@db.command("downgrade")
+@click.argument("revision")
+@click.pass_obj
+def db_downgrade(ctx: Context, revision: str) -> None:
+    """Downgrade the schema to REVISION (``base`` removes everything)."""
+    from alembic import command
+
+    command.downgrade(_alembic(ctx), revision)
+    click.echo(f"database downgraded to {revision}")
+
+
+# -- demo ------------------------------------------------------------------------------------
+@main.command()
+@click.pass_obj
+def demo(ctx: Context) -> None:
+    """Load the demo datacenter and cloud (once) and print fresh demo credentials."""
+    from engine.cloud.demo import load_demo
+
+    credentials = ctx.run(load_demo)
+    click.echo("Demo accounts (passwords are new at every start unless QRM_DEMO_PASSWORD "
+               "is set):")
+    click.echo(f"  admin console  user admin  password {credentials['admin']}")
+    click.echo(f"  cloud portal   user demo   password {credentials['demo']}")
+
+
+# -- admins ----------------------------------------------------------------------------------
+@main.group()
+def admin() -> None:
+    """Admin accounts."""
+
+
+@admin.command("create")
+@click.argument("name")
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
+              help="At least 8 characters.")
+@click.option("--email", default="", help="E-mail address.")
+@click.pass_obj
+def admin_create(ctx: Context, name: str, password: str, email: str) -> None:
+    """Create admin NAME."""
+    from engine.accounts.services import AccountService
+
+    ctx.run(lambda request: request.find_service(AccountService).create_admin(
+        name, password, email=email, actor=Actor.system("cli")))
+    click.echo(f"admin {name} created")
+
+
+# -- plugins ---------------------------------------------------------------------------------
+@main.group()
+def plugins() -> None:
+    """Plugins: list them, enable, start, stop, disable."""
+
+
+@plugins.command("list")
+@click.pass_obj
+def plugins_list(ctx: Context) -> None:
+    """List the discovered plugins and their states."""
+    from engine.plugins.manager import PluginService
+
+    for plugin in ctx.run(lambda request: request.find_service(PluginService).list()):
+        click.echo(f"{plugin['name']:<20} {plugin['state']:<10} {plugin['type']:<15} "
+                   f"{plugin['description']}")
+
+
+def _plugin_action(action: str) -> Any:
+    @click.argument("name")
+    @click.pass_obj
+    def command(ctx: Context, name: str) -> None:
+        from engine.plugins.manager import PluginService
+
+        state = ctx.run(lambda request: request.find_service(PluginService).act(
+            name, action, actor=Actor.system("cli")))
+        click.echo(f"plugin {name} is {state.value}")
+
+    command.__doc__ = f"{action.capitalize()} plugin NAME."
+    return command
+
+
+for _action in ("enable", "start", "stop", "disable"):
+    plugins.command(_action)(_plugin_action(_action))
+
+
+# -- processes -------------------------------------------------------------------------------
+@main.command()
+@click.pass_obj
+def scheduler(ctx: Context) -> None:
+    """Run the job scheduler (the production process; web workers run no jobs)."""
+    from engine.scheduler.service import start_scheduler
+
+    running = start_scheduler(ctx.registry)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    click.echo("scheduler running; Ctrl-C stops it")
+    try:
+        while not stop.wait(1):
+            pass
+    except KeyboardInterrupt:
+        pass
+    running.shutdown(wait=True)
+    click.echo("scheduler stopped")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=lambda: int(os.environ.get("PORT", "6543")), type=int,
+              show_default="$PORT or 6543")
+@click.pass_obj
+def serve(ctx: Context, host: str, port: int) -> None:
+    """Serve the web faces (and the scheduler, if ``qrm.scheduler = true``)."""
+    import waitress
+
+    from engine.scheduler.service import start_scheduler
+
+    config = ctx.make_config()
+    app = config.make_wsgi_app()
+    running = start_scheduler(config.registry) if as_bool(
+        config.get_settings().get("qrm.scheduler")) else None
+    click.echo(f"serving on http://{host}:{port}/ (admin console: /admin); Ctrl-C stops")
+    try:
+        waitress.serve(app, host=host, port=port, threads=8, ident="qrm-cloud")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if running is not None:
+            running.shutdown(wait=True)
+        click.echo("stopped")

@@ -1,0 +1,350 @@
+"""The request life-cycle engine: provisioning and teardown, one idempotent step at a time.
+
+``advance(request_id)`` locks the request, moves each of its cloud appliances at most one
+persisted step on, and derives the request's status from its appliances. The ``cloud.sweep``
+job runs ``advance`` for every request with something due, each in its own transaction, so a
+crash loses at most the step in flight, and the next sweep resumes it. Long waits (a VM
+booting, an appliance starting) end the step; the resource's report moves it on.
+
+Provisioning of one appliance: NEW → APPLIANCE (engine appliance created) → RESOURCE (idle
+resource claimed, or VM created on the least-loaded host) → IMAGE (clone-on-deploy) →
+ADDRESSES (IPs from the pool) → STARTING (appliance started) → RUNNING (resource up; first
+hour charged). Teardown: STOPPING (appliance stopped) → RELEASED (clone, VM, IPs, appliance
+removed). Any appliance that cannot get resources fails the whole request: the others are
+torn down and the request ends ``no-resources`` with nothing left behind.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.cloud.billing_port import BillingPort
+from engine.cloud.config import CloudConfigService
+from engine.cloud.models import (
+    CloudAppliance,
+    CloudApplianceState,
+    CloudRequest,
+    IpAddress,
+    ProvisionStep,
+    RequestStatus,
+)
+from engine.cloud.services import CloudRequestService
+from engine.datacenter.models import (
+    Appliance,
+    ApplianceState,
+    Image,
+    Resource,
+    ResourceState,
+    VirtualizationKind,
+)
+from engine.datacenter.services import AppliancesService, DatacenterService, supports_row_locks
+from engine.db import utcnow
+from engine.errors import CapacityError, DriverError
+from engine.events.models import EventLevel
+from engine.events.services import EventService
+from engine.security import Actor
+
+log = logging.getLogger(__name__)
+
+ACTOR = Actor.system("provisioning")
+#: statuses the engine works on
+WORKING = (RequestStatus.APPROVED, RequestStatus.ACTIVE, RequestStatus.DEPROVISION,
+           RequestStatus.NO_RESOURCES)
+TEARDOWN = (RequestStatus.DEPROVISION, RequestStatus.NO_RESOURCES)
+
+
+class NoResources(Exception):
+    """This appliance cannot be placed; the request ends no-resources."""
+
+
+class ProvisioningService:
+    def __init__(self, db: Session, *, requests: CloudRequestService,
+                 datacenter: DatacenterService, appliances: AppliancesService,
+                 config: CloudConfigService, billing: BillingPort,
+                 events: EventService) -> None:
+        self.db, self.requests, self.datacenter = db, requests, datacenter
+        self.appliances, self.config, self.billing, self.events = (appliances, config,
+                                                                   billing, events)
+
+    @classmethod
+    def create_service(cls, _context: Any, request: Any) -> ProvisioningService:
+        return cls(request.dbsession, requests=request.find_service(CloudRequestService),
+                   datacenter=request.find_service(DatacenterService),
+                   appliances=request.find_service(AppliancesService),
+                   config=request.find_service(CloudConfigService),
+                   billing=request.find_service(BillingPort),
+                   events=request.find_service(EventService))
+
+    # -- what is due ------------------------------------------------------------------------
+    def due_request_ids(self, *, now: Any = None) -> list[int]:
+        now = now or utcnow()
+        return list(self.db.scalars(
+            select(CloudRequest.id).where(CloudRequest.status.in_(WORKING),
+                                          CloudRequest.next_step_at <= now)
+            .order_by(CloudRequest.next_step_at, CloudRequest.id)))
+
+    def _lock(self, request_id: int) -> CloudRequest | None:
+        query = select(CloudRequest).where(CloudRequest.id == request_id)
+        if supports_row_locks(self.db):
+            # another scheduler holds it: skip, it is making progress on it
+            query = query.with_for_update(skip_locked=True)
+        return self.db.execute(query).scalar_one_or_none()
+
+    # -- one step ---------------------------------------------------------------------------
+    def advance(self, request_id: int, *, now: Any = None) -> bool:
+        """Move request ``request_id`` on by at most one step per appliance; True if anything
+        changed (the caller commits and calls again)."""
+        now = now or utcnow()
+        cloud_request = self._lock(request_id)
+        if cloud_request is None or cloud_request.status not in WORKING:
+            return False
+        if cloud_request.status is RequestStatus.APPROVED:
+            return self._advance_provisioning(cloud_request, now)
+        if cloud_request.status is RequestStatus.ACTIVE:
+            if cloud_request.stop <= now:
+                self.requests.transition(cloud_request, RequestStatus.DEPROVISION, actor=ACTOR,
+                                         reason="stop time reached")
+                return True
+            cloud_request.next_step_at = cloud_request.stop
+            return False
+        return self._advance_teardown(cloud_request, now)
+
+    def _advance_provisioning(self, cloud_request: CloudRequest, now: Any) -> bool:
+        if cloud_request.start > now:
+            cloud_request.next_step_at = cloud_request.start
+            return False
+        if cloud_request.stop <= now:
+            self.requests.transition(cloud_request, RequestStatus.DEPROVISION, actor=ACTOR,
+                                     reason="stop time reached before provisioning")
+            return True
+        if not cloud_request.appliances:
+            self._create_cloud_appliances(cloud_request)
+            return True
+        progressed = False
+        try:
+            for cloud_appliance in cloud_request.appliances:
+                progressed |= self._provision_step(cloud_request, cloud_appliance, now)
+        except NoResources as error:
+            self._fail(cloud_request, str(error))
+            return True
+        if all(ca.step is ProvisionStep.RUNNING for ca in cloud_request.appliances):
+            self.requests.transition(cloud_request, RequestStatus.ACTIVE, actor=ACTOR,
+                                     reason="all appliances are active")
+            return True
+        cloud_request.next_step_at = now  # waiting for boots: look again next sweep
+        return progressed
+
+    def _create_cloud_appliances(self, cloud_request: CloudRequest) -> None:
+        for index in range(1, cloud_request.quantity + 1):
+            self.db.add(CloudAppliance(
+                request=cloud_request, index=index, name=f"cloud-{cloud_request.id}-{index}",
+                disk_mb=cloud_request.disk_mb, state=CloudApplianceState.PROVISIONING,
+                step=ProvisionStep.NEW))
+        self.db.flush()
+        self.db.refresh(cloud_request, ["appliances"])
+        self.events.log(source="cloud", name="request.provisioning", actor=ACTOR,
+                        obj=cloud_request, message=f"request {cloud_request.id}: provisioning "
+                        f"{cloud_request.quantity} appliance(s)")
+
+    def _provision_step(self, cloud_request: CloudRequest, ca: CloudAppliance,
+                        now: Any) -> bool:
+        step = ca.step
+        if step is ProvisionStep.NEW:
+            master = cloud_request.image
+            appliance = self.appliances.add(
+                ca.name, kernel=cloud_request.kernel, image=master,
+                virtualization_type=cloud_request.virtualization_type, actor=ACTOR,
+                cpus=cloud_request.cpus, memory_mb=cloud_request.memory_mb,
+                nics=cloud_request.network_cards, ha=cloud_request.ha,
+                comment=f"request {cloud_request.id} of {cloud_request.user.name}")
+            ca.appliance = appliance
+            ca.step = ProvisionStep.APPLIANCE
+        elif step is ProvisionStep.APPLIANCE:
+            resource = self._place(cloud_request, ca)
+            self.appliances.assign_resource(ca.appliance, resource, actor=ACTOR)
+            ca.resource_id = resource.id
+            ca.step = ProvisionStep.RESOURCE
+        elif step is ProvisionStep.RESOURCE:
+            resource = self.db.get(Resource, ca.resource_id)
+            if resource.state is not ResourceState.IDLE:
+                return False  # the VM is still booting; its report moves us on
+            ca.appliance.image = self._image_for(cloud_request, ca)
+            ca.step = ProvisionStep.IMAGE
+        elif step is ProvisionStep.IMAGE:
+            self._assign_addresses(cloud_request, ca)
+            ca.step = ProvisionStep.ADDRESSES
+        elif step is ProvisionStep.ADDRESSES:
+            self.appliances.start(ca.appliance, actor=ACTOR)
+            ca.step = ProvisionStep.STARTING
+        elif step is ProvisionStep.STARTING:
+            if ca.appliance.state is not ApplianceState.ACTIVE:
+                return False
+            ca.step = ProvisionStep.RUNNING
+            ca.state = CloudApplianceState.ACTIVE
+            ca.active_since = now
+            self.events.log(source="cloud", name="appliance.active", actor=ACTOR, obj=ca,
+                            message=f"appliance {ca.name} of request {cloud_request.id} is "
+                            f"active on resource {ca.resource_id}")
+            self.billing.charge_appliance(ca, now=now, actor=ACTOR)
+        else:
+            return False
+        self.db.flush()
+        return True
+
+    def _place(self, cloud_request: CloudRequest, ca: CloudAppliance) -> Resource:
+        vtype = cloud_request.virtualization_type
+        resource = self.datacenter.claim_idle_resource(
+            vtype, cpus=cloud_request.cpus, memory_mb=cloud_request.memory_mb,
+            nics=cloud_request.network_cards)
+        if resource is not None:
+            return resource
+        if vtype.kind is VirtualizationKind.PHYSICAL:
+            raise NoResources(f"no idle physical system with {cloud_request.cpus} CPU(s), "
+                              f"{cloud_request.memory_mb} MB and {cloud_request.network_cards}"
+                              " NIC(s) is free")
+        if not self.config["auto_create_vms"]:
+            raise NoResources(f"no idle {vtype.label} fits and auto_create_vms is off")
+        try:
+            vm = self.datacenter.create_vm(
+                vtype, name=ca.name, cpus=cloud_request.cpus,
+                memory_mb=cloud_request.memory_mb, nics=cloud_request.network_cards,
+                disk_mb=cloud_request.disk_mb, actor=ACTOR)
+        except (CapacityError, DriverError) as error:
+            raise NoResources(str(error)) from None
+        ca.created_vm_id = vm.id
+        return vm
+
+    def _image_for(self, cloud_request: CloudRequest, ca: CloudAppliance) -> Image:
+        master = cloud_request.image
+        if not cloud_request.clone_on_deploy:
+            return master
+        try:
+            clone = self.datacenter.clone_image(master, name=f"{ca.name}-{master.name}",
+                                                size_mb=cloud_request.disk_mb, actor=ACTOR)
+        except (CapacityError, DriverError) as error:
+            raise NoResources(f"the image cannot be cloned: {error}") from None
+        ca.clone_image_id = clone.id
+        return clone
+
+    def _assign_addresses(self, cloud_request: CloudRequest, ca: CloudAppliance) -> None:
+        query = (select(IpAddress).where(IpAddress.enabled.is_(True),
+                                         IpAddress.cloud_appliance_id.is_(None))
+                 .order_by(IpAddress.id).limit(cloud_request.network_cards))
+        if supports_row_locks(self.db):
+            query = query.with_for_update(skip_locked=True)
+        addresses = list(self.db.scalars(query))
+        for address in addresses:
+            address.cloud_appliance_id = ca.id
+        if addresses:
+            self.events.log(source="cloud", name="appliance.addresses", actor=ACTOR, obj=ca,
+                            level=EventLevel.INFO, message=f"appliance {ca.name}: "
+                            + ", ".join(a.address for a in addresses))
+
+    def _fail(self, cloud_request: CloudRequest, reason: str) -> None:
+        self.events.log(source="cloud", name="request.no-resources", actor=ACTOR,
+                        obj=cloud_request, level=EventLevel.WARNING,
+                        message=f"request {cloud_request.id}: {reason}")
+        self.requests.transition(cloud_request, RequestStatus.NO_RESOURCES, actor=ACTOR,
+                                 reason=reason)
+
+    # -- teardown ---------------------------------------------------------------------------
+    def _advance_teardown(self, cloud_request: CloudRequest, now: Any) -> bool:
+        progressed = False
+        for ca in cloud_request.appliances:
+            progressed |= self._teardown_step(ca, now)
+        if all(ca.state is CloudApplianceState.REMOVED for ca in cloud_request.appliances):
+            if cloud_request.status is RequestStatus.DEPROVISION:
+                self.requests.transition(cloud_request, RequestStatus.DONE, actor=ACTOR,
+                                         reason="all appliances removed")
+            cloud_request.next_step_at = None
+            return True
+        cloud_request.next_step_at = now
+        return progressed
+
+    def _teardown_step(self, ca: CloudAppliance, now: Any) -> bool:
+        if ca.state is CloudApplianceState.REMOVED:
+            return False
+        appliance = ca.appliance
+        if ca.step in (ProvisionStep.STARTING, ProvisionStep.RUNNING):
+            if ca.active_since is not None:
+                # bill every hour that started before the teardown, then stop the meter
+                self.billing.charge_appliance(ca, now=now, actor=ACTOR)
+                ca.active_until = now
+            self.appliances.stop(appliance, actor=ACTOR)
+            ca.state = CloudApplianceState.DEPROVISIONING
+            ca.step = ProvisionStep.STOPPING
+            self.db.flush()
+            return True
+        if ca.step is ProvisionStep.STOPPING and appliance is not None \
+                and appliance.state is not ApplianceState.STOPPED:
+            return False  # the resource is rebooting into idle; its report moves us on
+        self._release(ca)
+        return True
+
+    def _release(self, ca: CloudAppliance) -> None:
+        """Give back everything provisioning made for ``ca`` (each part once)."""
+        for address in list(self.db.scalars(select(IpAddress).where(
+                IpAddress.cloud_appliance_id == ca.id))):
+            address.cloud_appliance_id = None
+        appliance = ca.appliance
+        if appliance is not None:
+            if appliance.state is not ApplianceState.STOPPED:
+                self.appliances.stop(appliance, actor=ACTOR)
+                appliance.state = ApplianceState.STOPPED
+            self.appliances.release(appliance, actor=ACTOR)
+            ca.appliance = None
+            self.db.flush()
+            self.appliances.remove(appliance, actor=ACTOR)
+        if ca.clone_image_id is not None:
+            clone = self.db.get(Image, ca.clone_image_id)
+            ca.clone_image_id = None
+            self.db.flush()
+            if clone is not None:
+                self.datacenter.remove_image(clone, actor=ACTOR)
+        if ca.created_vm_id is not None:
+            vm = self.db.get(Resource, ca.created_vm_id)
+            ca.created_vm_id = None
+            ca.resource_id = None
+            self.db.flush()
+            if vm is not None:
+                self.datacenter.remove_vm(vm, actor=ACTOR)
+        ca.step = ProvisionStep.RELEASED
+        ca.state = CloudApplianceState.REMOVED
+        self.events.log(source="cloud", name="appliance.removed", actor=ACTOR, obj=ca,
+                        message=f"appliance {ca.name} removed; its resources are released")
+        self.db.flush()
+
+
+MAX_STEPS_PER_SWEEP = 50
+
+
+def sweep_job(request: Any) -> int:
+    """``cloud.sweep``: advance every request with something due, each step in its own
+    transaction. Returns the number of steps taken."""
+    from engine.scheduler.runner import run_in_transaction
+
+    # This job's own request never touches the database: on SQLite an open transaction here
+    # would hold the write lock that every step below needs.
+    ids = run_in_transaction(request.registry, _due_ids)
+    steps = 0
+    for request_id in ids:
+        for _ in range(MAX_STEPS_PER_SWEEP):
+            if not run_in_transaction(request.registry, _advance_one, request_id=request_id):
+                break
+            steps += 1
+    return steps
+
+
+def _due_ids(request: Any) -> list[int]:
+    return request.find_service(ProvisioningService).due_request_ids()
+
+
+def _advance_one(request: Any, request_id: int) -> bool:
+    return request.find_service(ProvisioningService).advance(request_id)
+
+
+__all__ = ["Appliance", "ProvisioningService", "sweep_job"]

@@ -1,0 +1,743 @@
+"""Cloud services: users and their limits, products, and requests (submit → approve → … →
+done). Every face calls these; every rule lives here."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from engine.cloud.billing_port import BillingPort, RequestSpec
+from engine.cloud.config import CloudConfigService
+from engine.cloud.models import (
+    QUOTA_HOLDING,
+    CloudAppliance,
+    CloudApplianceState,
+    CloudRequest,
+    CloudUser,
+    CloudUserLimits,
+    CloudUserStatus,
+    Product,
+    ProductType,
+    RequestStatus,
+)
+from engine.datacenter.models import (
+    Image,
+    Kernel,
+    VirtualizationKind,
+    VirtualizationType,
+)
+from engine.datacenter.services import supports_row_locks
+from engine.db import utcnow
+from engine.errors import (
+    AuthenticationFailed,
+    InsufficientCredit,
+    InvalidState,
+    LimitExceeded,
+    NotFound,
+    PermissionDenied,
+    ValidationError,
+)
+from engine.events.models import EventLevel
+from engine.events.services import EventService
+from engine.scheduler.kick import kick_after_commit
+from engine.security import Actor, hash_password, verify_password
+from engine.validation import (
+    check_email,
+    check_int,
+    check_name,
+    check_password,
+    check_text,
+    check_time,
+)
+
+MIN_RUNTIME = dt.timedelta(hours=1)
+
+LIMIT_FIELDS = ("resource_limit", "memory_limit_mb", "disk_limit_mb", "cpu_limit",
+                "network_limit")
+
+#: allowed request transitions (from -> to); anything else is InvalidState
+TRANSITIONS: dict[RequestStatus, frozenset[RequestStatus]] = {
+    RequestStatus.NEW: frozenset({RequestStatus.APPROVED, RequestStatus.DENIED,
+                                  RequestStatus.DEPROVISION}),
+    RequestStatus.APPROVED: frozenset({RequestStatus.ACTIVE, RequestStatus.DEPROVISION,
+                                       RequestStatus.NO_RESOURCES, RequestStatus.NEW,
+                                       RequestStatus.DENIED}),
+    RequestStatus.ACTIVE: frozenset({RequestStatus.DEPROVISION}),
+    RequestStatus.DEPROVISION: frozenset({RequestStatus.DONE}),
+    RequestStatus.DENIED: frozenset(),
+    RequestStatus.DONE: frozenset(),
+    RequestStatus.NO_RESOURCES: frozenset(),
+}
+
+
+def lock_row(db: Session, model: type, row_id: int) -> Any:
+    """Load a row with a write lock (SQLite: its writers are serialised already)."""
+    query = select(model).where(model.id == row_id)
+    if supports_row_locks(db):
+        query = query.with_for_update()
+    return db.execute(query).scalar_one_or_none()
+
+
+class CloudUserService:
+    """Cloud users: accounts, details, passwords, status, limits."""
+
+    def __init__(self, db: Session, *, config: CloudConfigService, events: EventService,
+                 billing: BillingPort) -> None:
+        self.db, self.config, self.events, self.billing = db, config, events, billing
+
+    @classmethod
+    def create_service(cls, _context: Any, request: Any) -> CloudUserService:
+        return cls(request.dbsession, config=request.find_service(CloudConfigService),
+                   events=request.find_service(EventService),
+                   billing=request.find_service(BillingPort))
+
+    # -- look-ups with ownership ------------------------------------------------------------
+    def resolve(self, name: str | None, *, actor: Actor) -> CloudUser:
+        """The user ``name`` as ``actor`` may see it: a cloud user only names itself (an
+        empty name means the caller); any other name is PermissionDenied."""
+        name = (name or "").strip()
+        if actor.is_cloud_user:
+            if name and name != actor.name:
+                raise PermissionDenied("a cloud user may only act on its own account",
+                                       field="cloud_user")
+            user = self.db.get(CloudUser, actor.id) if actor.id else None
+            if user is None:
+                user = self.db.scalar(select(CloudUser).where(CloudUser.name == actor.name))
+            if user is None:
+                raise AuthenticationFailed("the account no longer exists")
+            return user
+        if not name:
+            raise ValidationError("cloud_user is required", field="cloud_user")
+        user = self.db.scalar(select(CloudUser).where(CloudUser.name == name))
+        if user is None:
+            raise NotFound(f"no cloud user named {name!r}", field="cloud_user")
+        return user
+
+    def by_id(self, user_id: int) -> CloudUser:
+        user = self.db.get(CloudUser, user_id)
+        if user is None:
+            raise NotFound(f"no cloud user {user_id}", field="cloud_user")
+        return user
+
+    def names(self) -> list[str]:
+        return list(self.db.scalars(select(CloudUser.name).order_by(CloudUser.name)))
+
+    def all(self) -> list[CloudUser]:
+        return list(self.db.scalars(select(CloudUser).order_by(CloudUser.name)))
+
+    def authenticate(self, name: str, password: str) -> CloudUser:
+        """The active cloud user with these credentials, or AuthenticationFailed."""
+        user = self.db.scalar(select(CloudUser).where(CloudUser.name == (name or "")))
+        if not verify_password(user.password_hash if user else None, password or ""):
+            raise AuthenticationFailed("wrong user name or password")
+        if user.status is not CloudUserStatus.ACTIVE:
+            raise AuthenticationFailed(f"the account {name} is {user.status.value}")
+        return user
+
+    # -- changes ----------------------------------------------------------------------------
+    def create(self, name: str, password: str, email: str, *, actor: Actor,
+               forename: str = "", lastname: str = "", street: str = "", city: str = "",
+               country: str = "", phone: str = "", language: str = "en",
+               status: CloudUserStatus = CloudUserStatus.ACTIVE) -> CloudUser:
+        """Create a cloud user with a limits row (all unlimited) and the configured starting
+        credit (``auto_give_ccus``) booked on the ledger."""
+        name = check_name(name, field="cloud_user", min_length=3)
+        check_password(password)
+        email = check_email(email)
+        if self.db.scalar(select(CloudUser.id).where(CloudUser.name == name)) is not None:
+            raise ValidationError(f"the name {name!r} is taken", field="cloud_user")
+        user = CloudUser(
+            name=name, password_hash=hash_password(password), email=email,
+            forename=check_text(forename, field="forename"),
+            lastname=check_text(lastname, field="lastname"),
+            street=check_text(street, field="street"), city=check_text(city, field="city"),
+            country=check_text(country, field="country"),
+            phone=check_text(phone, field="phone", max_length=50),
+            language=language if language in ("en", "de") else "en", status=status,
+            ccus=Decimal(0), limits=CloudUserLimits(),
+        )
+        self.db.add(user)
+        self.db.flush()
+        self.events.log(source="cloud", name="user.created", actor=actor, obj=user,
+                        message=f"cloud user {name} created")
+        starting = Decimal(self.config["auto_give_ccus"])
+        if starting > 0:
+            self.billing.credit(user, starting, reason="Starting credit",
+                                comment="auto_give_ccus", actor=actor,
+                                key=f"start-credit:user:{user.id}")
+        return user
+
+    def register(self, name: str, password: str, email: str, **details: Any) -> CloudUser:
+        """Self-registration in the portal, when ``public_register_enabled`` is true."""
+        if not self.config["public_register_enabled"]:
+            raise PermissionDenied("registration is closed; ask the cloud's administrator")
+        if not self.config["cloud_enabled"]:
+            raise InvalidState("the cloud is in maintenance")
+        return self.create(name, password, email, actor=Actor.cloud_user(name), **details)
+
+    def set_details(self, name: str | None, *, actor: Actor, **details: Any) -> CloudUser:
+        """Change personal details; only these fields can be written (no mass assignment)."""
+        user = self.resolve(name, actor=actor)
+        allowed = {"forename", "lastname", "street", "city", "country", "phone", "email",
+                   "language"}
+        unknown = set(details) - allowed
+        if unknown:
+            raise ValidationError(f"{sorted(unknown)[0]} cannot be changed",
+                                  field=sorted(unknown)[0])
+        values = {}
+        for field, value in details.items():
+            if value is None:
+                continue
+            if field == "email":
+                values[field] = check_email(value)
+            elif field == "language":
+                if value not in ("en", "de"):
+                    raise ValidationError("language must be en or de", field="language")
+                values[field] = value
+            else:
+                values[field] = check_text(value, field=field,
+                                           max_length=50 if field == "phone" else 100)
+        for field, value in values.items():
+            setattr(user, field, value)
+        self.events.log(source="cloud", name="user.details", actor=actor, obj=user,
+                        message=f"details of {user.name} changed: {', '.join(sorted(values))}")
+        self.db.flush()
+        return user
+
+    def set_password(self, name: str | None, password: str, *, actor: Actor) -> CloudUser:
+        user = self.resolve(name, actor=actor)
+        user.password_hash = hash_password(check_password(password))
+        self.events.log(source="cloud", name="user.password", actor=actor, obj=user,
+                        message=f"password of {user.name} changed")
+        return user
+
+    def set_status(self, name: str, status: CloudUserStatus, *, actor: Actor) -> CloudUser:
+        user = self.resolve(name, actor=actor)
+        if not actor.is_admin:
+            raise PermissionDenied("only an admin may change an account's status")
+        old, user.status = user.status, status
+        self.events.log(source="cloud", name="user.status", actor=actor, obj=user,
+                        message=f"{user.name}: {old.value} -> {status.value}")
+        return user
+
+    def remove(self, name: str, *, actor: Actor) -> None:
+        """Remove a user who has no open requests and no ledger history.
+
+        A user with a history is disabled instead (their ledger is kept)."""
+        user = self.resolve(name, actor=actor)
+        open_requests = self.db.scalar(select(func.count(CloudRequest.id)).where(
+            CloudRequest.user_id == user.id, CloudRequest.status.not_in(
+                [RequestStatus.DONE, RequestStatus.DENIED, RequestStatus.NO_RESOURCES])))
+        if open_requests:
+            raise InvalidState(f"{user.name} has {open_requests} request(s) that are not "
+                               "finished; deprovision them first", field="cloud_user")
+        has_history = self.db.scalar(select(func.count(CloudRequest.id)).where(
+            CloudRequest.user_id == user.id)) or self.billing.has_history(user)
+        self.events.log(source="cloud", name="user.removed", actor=actor, obj=user,
+                        message=f"cloud user {user.name} removed")
+        if has_history:
+            # requests and ledger rows refer to the user; keep the row, close the account
+            user.status = CloudUserStatus.DISABLED
+            user.name = f"{user.name}~removed~{user.id}"
+            user.password_hash = "!"
+        else:
+            self.db.delete(user)
+        self.db.flush()
+
+    def get_limits(self, name: str | None, *, actor: Actor) -> CloudUserLimits:
+        return self.resolve(name, actor=actor).limits
+
+    def set_limits(self, name: str, *, actor: Actor, **limits: Any) -> CloudUserLimits:
+        user = self.resolve(name, actor=actor)
+        if not actor.is_admin:
+            raise PermissionDenied("only an admin may change limits")
+        values = {field: check_int(limits.get(field, getattr(user.limits, field)), field=field)
+                  for field in LIMIT_FIELDS}
+        for field, value in values.items():
+            setattr(user.limits, field, value)
+        self.events.log(source="cloud", name="user.limits", actor=actor, obj=user,
+                        message=f"limits of {user.name}: "
+                        + ", ".join(f"{k}={v}" for k, v in values.items()))
+        self.db.flush()
+        return user.limits
+
+    def usage(self, user: CloudUser) -> dict[str, int]:
+        """What the user's quota-holding requests take (appliances, memory, disk, CPUs, NICs)."""
+        row = self.db.execute(
+            select(
+                func.coalesce(func.sum(CloudRequest.quantity), 0),
+                func.coalesce(func.sum(CloudRequest.quantity * CloudRequest.memory_mb), 0),
+                func.coalesce(func.sum(CloudRequest.quantity * CloudRequest.disk_mb), 0),
+                func.coalesce(func.sum(CloudRequest.quantity * CloudRequest.cpus), 0),
+                func.coalesce(func.sum(CloudRequest.quantity * CloudRequest.network_cards), 0),
+            ).where(CloudRequest.user_id == user.id, CloudRequest.status.in_(QUOTA_HOLDING))
+        ).one()
+        return dict(zip(("resources", "memory_mb", "disk_mb", "cpus", "network_cards"),
+                        (int(value) for value in row), strict=True))
+
+
+class ProductService:
+    """The cloud selector: products with hourly prices."""
+
+    def __init__(self, db: Session, *, events: EventService) -> None:
+        self.db, self.events = db, events
+
+    @classmethod
+    def create_service(cls, _context: Any, request: Any) -> ProductService:
+        return cls(request.dbsession, events=request.find_service(EventService))
+
+    @staticmethod
+    def parse_type(value: str) -> ProductType:
+        try:
+            return ProductType(value)
+        except ValueError:
+            raise ValidationError(
+                f"product_type must be one of {', '.join(t.value for t in ProductType)}",
+                field="product_type") from None
+
+    def list(self, product_type: ProductType | None = None, *,
+             enabled_only: bool = False) -> list[Product]:
+        query = select(Product).order_by(Product.type, Product.sort_id, Product.id)
+        if product_type is not None:
+            query = query.where(Product.type == product_type)
+        if enabled_only:
+            query = query.where(Product.enabled.is_(True))
+        return list(self.db.scalars(query))
+
+    def get(self, product_id: int, *, actor: Actor) -> Product:
+        product = self.db.get(Product, product_id)
+        if product is None or (actor.is_cloud_user and not product.enabled):
+            raise NotFound(f"no product {product_id}", field="product_id")
+        return product
+
+    def find_enabled(self, product_type: ProductType, quantity: str) -> Product | None:
+        return self.db.scalar(select(Product).where(
+            Product.type == product_type, Product.quantity == quantity,
+            Product.enabled.is_(True)))
+
+    def add(self, product_type: ProductType, quantity: str, price: Any, name: str, *,
+            actor: Actor, description: str = "", enabled: bool = True) -> Product:
+        quantity = check_text(str(quantity), field="quantity", required=True)
+        if product_type in (ProductType.CPU, ProductType.DISK, ProductType.MEMORY,
+                            ProductType.NETWORK, ProductType.QUANTITY):
+            quantity = str(check_int(quantity, field="quantity", minimum=1))
+        try:
+            price = Decimal(str(price))
+        except InvalidOperation:
+            raise ValidationError("price must be a number", field="price") from None
+        if price < 0:
+            raise ValidationError("price must not be negative", field="price")
+        if self.db.scalar(select(Product.id).where(Product.type == product_type,
+                                                   Product.quantity == quantity)):
+            raise ValidationError(f"a {product_type.value} product for {quantity} exists",
+                                  field="quantity")
+        sort_id = (self.db.scalar(select(func.max(Product.sort_id)).where(
+            Product.type == product_type)) or -1) + 1
+        product = Product(type=product_type, quantity=quantity, price=price,
+                          name=check_text(name, field="name", max_length=50, required=True),
+                          description=check_text(description, field="description",
+                                                 max_length=255),
+                          enabled=enabled, sort_id=sort_id)
+        self.db.add(product)
+        self.db.flush()
+        self.events.log(source="cloud", name="product.added", actor=actor, obj=product,
+                        message=f"product {product_type.value} {quantity} at {price} CCU/h")
+        return product
+
+    def set_enabled(self, product_id: int, enabled: bool, *, actor: Actor) -> Product:
+        product = self.get(product_id, actor=actor)
+        product.enabled = enabled
+        self.events.log(source="cloud", name="product.enabled" if enabled else
+                        "product.disabled", actor=actor, obj=product,
+                        message=f"product {product.type.value} {product.quantity} "
+                        + ("enabled" if enabled else "disabled"))
+        return product
+
+    def set_price(self, product_id: int, price: Any, *, actor: Actor) -> Product:
+        product = self.get(product_id, actor=actor)
+        try:
+            new_price = Decimal(str(price))
+        except InvalidOperation:
+            raise ValidationError("price must be a number", field="price") from None
+        if new_price < 0:
+            raise ValidationError("price must not be negative", field="price")
+        old, product.price = product.price, new_price
+        self.events.log(source="cloud", name="product.price", actor=actor, obj=product,
+                        message=f"product {product.id}: {old} -> {new_price} CCU/h")
+        return product
+
+    def remove(self, product_id: int, *, actor: Actor) -> None:
+        product = self.get(product_id, actor=actor)
+        self.events.log(source="cloud", name="product.removed", actor=actor, obj=product,
+                        message=f"product {product.type.value} {product.quantity} removed")
+        self.db.delete(product)
+        self.db.flush()
+
+
+class CloudRequestService:
+    """Cloud requests: submission with every check, and the status transitions."""
+
+    def __init__(self, db: Session, *, config: CloudConfigService, users: CloudUserService,
+                 products: ProductService, billing: BillingPort, events: EventService,
+                 request: Any) -> None:
+        self.db, self.config, self.users, self.products = db, config, users, products
+        self.billing, self.events, self.request = billing, events, request
+
+    @classmethod
+    def create_service(cls, _context: Any, request: Any) -> CloudRequestService:
+        return cls(request.dbsession, config=request.find_service(CloudConfigService),
+                   users=request.find_service(CloudUserService),
+                   products=request.find_service(ProductService),
+                   billing=request.find_service(BillingPort),
+                   events=request.find_service(EventService), request=request)
+
+    # -- reading ----------------------------------------------------------------------------
+    def get(self, request_id: Any, *, actor: Actor) -> CloudRequest:
+        """A request the actor may see; someone else's is answered like a missing one."""
+        request_id = check_int(request_id, field="request_id", minimum=1)
+        cloud_request = self.db.get(CloudRequest, request_id)
+        if cloud_request is None or (actor.is_cloud_user and cloud_request.user.name
+                                     != actor.name):
+            raise NotFound(f"no request {request_id}", field="request_id")
+        return cloud_request
+
+    def list(self, *, actor: Actor, cloud_user: str | None = None,
+             statuses: Iterable[RequestStatus] | None = None) -> list[CloudRequest]:
+        query = select(CloudRequest).order_by(CloudRequest.id.desc())
+        if actor.is_cloud_user or cloud_user:
+            user = self.users.resolve(cloud_user, actor=actor)
+            query = query.where(CloudRequest.user_id == user.id)
+        if statuses is not None:
+            query = query.where(CloudRequest.status.in_(list(statuses)))
+        return list(self.db.scalars(query))
+
+    def kernels(self, *, actor: Actor) -> list[Kernel]:
+        kernels = list(self.db.scalars(select(Kernel).order_by(Kernel.name)))
+        if self.config["cloud_selector"]:
+            offered = {p.quantity for p in self.products.list(ProductType.KERNEL,
+                                                              enabled_only=True)}
+            kernels = [kernel for kernel in kernels if kernel.name in offered]
+        return kernels
+
+    def images(self, *, actor: Actor) -> list[Image]:
+        """Master images everyone may use, plus the actor's own private images (admins: all
+        masters and private images)."""
+        query = select(Image).where(Image.is_master.is_(True)).order_by(Image.name)
+        if actor.is_cloud_user:
+            query = query.where((Image.owner_id.is_(None)) | (Image.owner_id == actor.id))
+        return list(self.db.scalars(query))
+
+    def virtualization_types(self, *, actor: Actor) -> list[VirtualizationType]:
+        types = [vtype for vtype in self.db.scalars(
+            select(VirtualizationType).order_by(VirtualizationType.id))
+            if vtype.kind is not VirtualizationKind.HOST]
+        if not self.config["request_physical_systems"]:
+            types = [t for t in types if t.kind is not VirtualizationKind.PHYSICAL]
+        if self.config["cloud_selector"]:
+            offered = {p.quantity for p in self.products.list(ProductType.RESOURCE,
+                                                              enabled_only=True)}
+            types = [t for t in types if t.name in offered]
+        return types
+
+    def puppet_groups(self, *, actor: Actor) -> list[str]:
+        return [p.quantity for p in self.products.list(ProductType.PUPPET, enabled_only=True)]
+
+    # -- submit -----------------------------------------------------------------------------
+    def submit(self, *, actor: Actor, cloud_user: str | None, start: Any, stop: Any,
+               kernel: str, image: str, memory_mb: Any, cpus: Any, disk_mb: Any,
+               network_cards: Any, quantity: Any, virtualization: str, ha: bool = False,
+               clone_on_deploy: bool | None = None,
+               puppet_groups: Iterable[str] = ()) -> CloudRequest:
+        """Validate a request and reserve its quota in this transaction, or raise and write
+        nothing. Checks: the cloud is open, the user active, names known, values within the
+        global maxima, enabled products (selector mode), per-user and global limits as
+        ``current + requested <= limit``, and credit for the first hour."""
+        if not self.config["cloud_enabled"]:
+            raise InvalidState("the cloud is in maintenance; no new requests are accepted")
+        user = self.users.resolve(cloud_user, actor=actor)
+        if user.status is not CloudUserStatus.ACTIVE:
+            raise PermissionDenied(f"the account {user.name} is {user.status.value}",
+                                   field="cloud_user")
+        # Serialise submissions of one user: the quota check below must see every other
+        # reservation of this user (a row lock; SQLite serialises writers anyway).
+        lock_row(self.db, CloudUser, user.id)
+        values = self._check_values(
+            start=start, stop=stop, memory_mb=memory_mb, cpus=cpus, disk_mb=disk_mb,
+            network_cards=network_cards, quantity=quantity)
+        kernel_row = self._kernel(kernel)
+        image_row = self._image(image, user=user)
+        vtype = self._virtualization(virtualization)
+        groups = tuple(dict.fromkeys(check_text(g, field="puppet_groups", max_length=50)
+                                     for g in puppet_groups if g and g.strip()))
+        ha = bool(ha)
+        if self.config["cloud_selector"]:
+            self._check_products(values, kernel=kernel_row.name, virtualization=vtype.name,
+                                 puppet_groups=groups)
+        self._check_limits(user, values)
+        spec = RequestSpec(kernel=kernel_row.name, virtualization=vtype.name,
+                           memory_mb=values["memory_mb"], cpus=values["cpus"],
+                           disk_mb=values["disk_mb"], network_cards=values["network_cards"],
+                           quantity=values["quantity"], ha=ha, puppet_groups=groups)
+        quote = self.billing.quote(spec)
+        if self.config["cloud_billing_enabled"]:
+            balance = self.billing.balance(user)
+            if balance < quote.total or balance <= 0:
+                raise InsufficientCredit(
+                    f"the first hour costs {quote.total} CCUs but {user.name} has {balance}",
+                    field="cloud_user")
+        clone = self._clone_on_deploy(clone_on_deploy, image_row)
+        cloud_request = CloudRequest(
+            user=user, status=RequestStatus.NEW, kernel=kernel_row, image=image_row,
+            virtualization_type=vtype, ha=ha, clone_on_deploy=clone,
+            puppet_groups=list(groups), price_per_hour=quote.per_appliance,
+            price_breakdown=quote.components, **values)
+        self.db.add(cloud_request)
+        self.db.flush()
+        self.events.log(source="cloud", name="request.submitted", actor=actor,
+                        obj=cloud_request,
+                        message=f"request {cloud_request.id} of {user.name}: "
+                        f"{values['quantity']} x {vtype.name}, {values['cpus']} CPU, "
+                        f"{values['memory_mb']} MB, {values['disk_mb']} MB disk, "
+                        f"{quote.total} CCU/h")
+        if self.config["auto_provision"]:
+            self.transition(cloud_request, RequestStatus.APPROVED,
+                            actor=Actor.system("auto_provision"), reason="auto_provision")
+        return cloud_request
+
+    def _check_values(self, **raw: Any) -> dict[str, Any]:
+        now = utcnow()
+        start = check_time(raw["start"], field="start") if raw["start"] else now
+        stop = check_time(raw["stop"], field="stop")
+        if stop < start + MIN_RUNTIME:
+            raise ValidationError("stop must be at least one hour after start", field="stop")
+        if stop < now + MIN_RUNTIME:
+            raise ValidationError("stop must be at least one hour from now", field="stop")
+        return {
+            "start": start, "stop": stop,
+            "memory_mb": check_int(raw["memory_mb"], field="memory_mb", minimum=1),
+            "cpus": check_int(raw["cpus"], field="cpus", minimum=1),
+            "disk_mb": check_int(raw["disk_mb"], field="disk_mb", minimum=1,
+                                 maximum=self.config["max_disk_size"]),
+            "network_cards": check_int(raw["network_cards"], field="network_cards", minimum=1,
+                                       maximum=self.config["max_network_interfaces"]),
+            "quantity": check_int(raw["quantity"], field="quantity", minimum=1,
+                                  maximum=self.config["max_resources_per_cr"]),
+        }
+
+    def _kernel(self, name: str) -> Kernel:
+        kernel = self.db.scalar(select(Kernel).where(Kernel.name == (name or "")))
+        if kernel is None:
+            raise NotFound(f"no kernel named {name!r}", field="kernel")
+        return kernel
+
+    def _image(self, name: str, *, user: CloudUser) -> Image:
+        image = self.db.scalar(select(Image).where(Image.name == (name or "")))
+        if image is None or not image.is_master or image.owner_id not in (None, user.id):
+            raise NotFound(f"no image named {name!r}", field="image")
+        return image
+
+    def _virtualization(self, name: str) -> VirtualizationType:
+        vtype = self.db.scalar(select(VirtualizationType).where(
+            VirtualizationType.name == (name or "")))
+        if vtype is None or vtype.kind is VirtualizationKind.HOST:
+            raise NotFound(f"no virtualization type named {name!r}", field="virtualization")
+        if vtype.kind is VirtualizationKind.PHYSICAL and not self.config[
+                "request_physical_systems"]:
+            raise ValidationError("physical systems cannot be requested",
+                                  field="virtualization")
+        return vtype
+
+    def _check_products(self, values: dict[str, Any], *, kernel: str, virtualization: str,
+                        puppet_groups: tuple[str, ...]) -> None:
+        wanted = [
+            (ProductType.CPU, str(values["cpus"]), "cpus"),
+            (ProductType.MEMORY, str(values["memory_mb"]), "memory_mb"),
+            (ProductType.DISK, str(values["disk_mb"]), "disk_mb"),
+            (ProductType.NETWORK, str(values["network_cards"]), "network_cards"),
+            (ProductType.QUANTITY, str(values["quantity"]), "quantity"),
+            (ProductType.KERNEL, kernel, "kernel"),
+            (ProductType.RESOURCE, virtualization, "virtualization"),
+        ] + [(ProductType.PUPPET, group, "puppet_groups") for group in puppet_groups]
+        for product_type, quantity, field in wanted:
+            if self.products.find_enabled(product_type, quantity) is None:
+                raise ValidationError(f"{field} {quantity} is not offered (no enabled "
+                                      f"{product_type.value} product)", field=field)
+
+    def _check_limits(self, user: CloudUser, values: dict[str, Any]) -> None:
+        usage = self.users.usage(user)
+        quantity = values["quantity"]
+        asked = {
+            "resource_limit": ("resources", quantity, "quantity"),
+            "memory_limit_mb": ("memory_mb", quantity * values["memory_mb"], "memory_mb"),
+            "disk_limit_mb": ("disk_mb", quantity * values["disk_mb"], "disk_mb"),
+            "cpu_limit": ("cpus", quantity * values["cpus"], "cpus"),
+            "network_limit": ("network_cards", quantity * values["network_cards"],
+                              "network_cards"),
+        }
+        limits = user.limits
+        for limit_field, (usage_key, requested, field) in asked.items():
+            limit = getattr(limits, limit_field) if limits else 0
+            if limit and usage[usage_key] + requested > limit:
+                raise LimitExceeded(
+                    f"{field}: {user.name} holds {usage[usage_key]} and asks for {requested}, "
+                    f"but the limit is {limit}", field=field)
+        max_apps = self.config["max_apps_per_user"]
+        if max_apps and usage["resources"] + quantity > max_apps:
+            raise LimitExceeded(
+                f"quantity: {user.name} holds {usage['resources']} appliance(s) and asks for "
+                f"{quantity}, but the cloud allows {max_apps} per user", field="quantity")
+
+    def _clone_on_deploy(self, asked: bool | None, image: Image) -> bool:
+        if image.owner_id is not None:
+            return False  # a private image is the user's own disk: used, never cloned
+        if self.config["default_clone_on_deploy"] or asked is None:
+            return True
+        return bool(asked)
+
+    # -- transitions ------------------------------------------------------------------------
+    def transition(self, cloud_request: CloudRequest, status: RequestStatus, *, actor: Actor,
+                   reason: str = "") -> CloudRequest:
+        """Move a request along the table of allowed transitions; log it; schedule the next
+        engine step after the commit."""
+        current = cloud_request.status
+        if status is current:
+            return cloud_request
+        if status not in TRANSITIONS[current]:
+            raise InvalidState(f"request {cloud_request.id} is {current.value} and cannot "
+                               f"become {status.value}", field="state")
+        if status is RequestStatus.NEW and cloud_request.appliances:
+            raise InvalidState(f"request {cloud_request.id} is being provisioned already",
+                               field="state")
+        cloud_request.status = status
+        cloud_request.status_reason = reason
+        cloud_request.status_changed_at = utcnow()
+        needs_engine = status in (RequestStatus.APPROVED, RequestStatus.DEPROVISION,
+                                  RequestStatus.NO_RESOURCES)
+        cloud_request.next_step_at = utcnow() if needs_engine else None
+        if status is RequestStatus.ACTIVE:
+            cloud_request.next_step_at = cloud_request.stop
+        self.db.flush()
+        level = EventLevel.WARNING if status is RequestStatus.NO_RESOURCES else EventLevel.NOTICE
+        self.events.log(source="cloud", name=f"request.{status.value}", actor=actor,
+                        obj=cloud_request, level=level,
+                        message=f"request {cloud_request.id}: {current.value} -> {status.value}"
+                        + (f" ({reason})" if reason else ""))
+        if needs_engine:
+            kick_after_commit(self.request, "cloud.sweep")
+        return cloud_request
+
+    def approve(self, request_id: Any, *, actor: Actor) -> CloudRequest:
+        self._admin_only(actor)
+        return self.transition(self.get(request_id, actor=actor), RequestStatus.APPROVED,
+                               actor=actor)
+
+    def deny(self, request_id: Any, *, actor: Actor, reason: str = "") -> CloudRequest:
+        self._admin_only(actor)
+        cloud_request = self.get(request_id, actor=actor)
+        if cloud_request.appliances:
+            raise InvalidState(f"request {cloud_request.id} is being provisioned already; "
+                               "deprovision it instead", field="state")
+        return self.transition(cloud_request, RequestStatus.DENIED, actor=actor, reason=reason)
+
+    def deprovision(self, request_id: Any, *, actor: Actor, reason: str = "") -> CloudRequest:
+        """Tear the request down (user, admin, stop time, credit): new, approved or active."""
+        cloud_request = self.get(request_id, actor=actor)
+        return self.transition(cloud_request, RequestStatus.DEPROVISION, actor=actor,
+                               reason=reason or f"by {actor.label}")
+
+    def set_state(self, request_id: Any, state: str, *, actor: Actor) -> CloudRequest:
+        """Admin state change by name (``approve``/``deny`` accepted for the old API)."""
+        names = {"approved": "approve", "approve": "approve", "denied": "deny",
+                 "deny": "deny", "new": "new", "deprovision": "deprovision"}
+        action = names.get((state or "").strip().lower())
+        if action is None:
+            raise ValidationError("state must be approved, denied, new or deprovision",
+                                  field="state")
+        if action == "approve":
+            return self.approve(request_id, actor=actor)
+        if action == "deny":
+            return self.deny(request_id, actor=actor)
+        if action == "deprovision":
+            self._admin_only(actor)
+            return self.deprovision(request_id, actor=actor)
+        self._admin_only(actor)
+        return self.transition(self.get(request_id, actor=actor), RequestStatus.NEW,
+                               actor=actor, reason="reset by admin")
+
+    def extend(self, request_id: Any, stop: Any, *, actor: Actor) -> CloudRequest:
+        cloud_request = self.get(request_id, actor=actor)
+        if cloud_request.status not in (RequestStatus.NEW, RequestStatus.APPROVED,
+                                        RequestStatus.ACTIVE):
+            raise InvalidState(f"request {cloud_request.id} is {cloud_request.status.value} "
+                               "and cannot be extended", field="request_id")
+        stop = check_time(stop, field="stop")
+        if stop < cloud_request.start + MIN_RUNTIME or stop < utcnow() + MIN_RUNTIME:
+            raise ValidationError("stop must be at least one hour after start and from now",
+                                  field="stop")
+        old, cloud_request.stop = cloud_request.stop, stop
+        if cloud_request.status is RequestStatus.ACTIVE:
+            cloud_request.next_step_at = stop
+        self.events.log(source="cloud", name="request.extended", actor=actor,
+                        obj=cloud_request, message=f"request {cloud_request.id}: stop "
+                        f"{old:%Y-%m-%d %H:%M} -> {stop:%Y-%m-%d %H:%M} UTC")
+        return cloud_request
+
+    def remove(self, request_id: Any, *, actor: Actor) -> None:
+        """Delete a request that never ran (new or denied) or whose teardown is complete and
+        that was never charged (charged requests stay for the ledger)."""
+        self._admin_only(actor)
+        cloud_request = self.get(request_id, actor=actor)
+        if cloud_request.status not in (RequestStatus.NEW, RequestStatus.DENIED,
+                                        RequestStatus.DONE, RequestStatus.NO_RESOURCES):
+            raise InvalidState(f"request {cloud_request.id} is {cloud_request.status.value}; "
+                               "only new, denied, done or no-resources requests can be removed",
+                               field="request_id")
+        if any(ca.state is not CloudApplianceState.REMOVED
+               for ca in cloud_request.appliances):
+            raise InvalidState(f"request {cloud_request.id} still has appliances being torn "
+                               "down", field="request_id")
+        if self.billing.has_history(cloud_request.user, request_id=cloud_request.id):
+            raise InvalidState(f"request {cloud_request.id} was charged; it is kept with the "
+                               "ledger", field="request_id")
+        self.events.log(source="cloud", name="request.removed", actor=actor,
+                        obj=cloud_request, message=f"request {cloud_request.id} removed")
+        for cloud_appliance in cloud_request.appliances:
+            self.db.delete(cloud_appliance)
+        self.db.delete(cloud_request)
+        self.db.flush()
+
+    @staticmethod
+    def _admin_only(actor: Actor) -> None:
+        if not actor.is_admin:
+            raise PermissionDenied("only an admin may do this")
+
+    # -- cloud appliances -------------------------------------------------------------------
+    def appliance(self, appliance_id: Any, *, actor: Actor) -> CloudAppliance:
+        appliance_id = check_int(appliance_id, field="appliance_id", minimum=1)
+        cloud_appliance = self.db.get(CloudAppliance, appliance_id)
+        if cloud_appliance is None or (actor.is_cloud_user and
+                                       cloud_appliance.request.user.name != actor.name):
+            raise NotFound(f"no appliance {appliance_id}", field="appliance_id")
+        return cloud_appliance
+
+    def appliances(self, *, actor: Actor, cloud_user: str | None = None
+                   ) -> list[CloudAppliance]:
+        query = select(CloudAppliance).join(CloudRequest).order_by(CloudAppliance.id.desc())
+        if actor.is_cloud_user or cloud_user:
+            user = self.users.resolve(cloud_user, actor=actor)
+            query = query.where(CloudRequest.user_id == user.id)
+        return list(self.db.scalars(query))
+
+    def comment_appliance(self, appliance_id: Any, comment: str, *, actor: Actor
+                          ) -> CloudAppliance:
+        cloud_appliance = self.appliance(appliance_id, actor=actor)
+        cloud_appliance.comment = check_text(comment, field="comment", max_length=255)
+        self.events.log(source="cloud", name="appliance.comment", actor=actor,
+                        obj=cloud_appliance, level=EventLevel.INFO,
+                        message=f"comment of appliance {cloud_appliance.id} changed")
+        return cloud_appliance
