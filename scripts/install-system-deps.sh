@@ -2,7 +2,8 @@
 # Debian packages the test suite uses. Installs only what is missing; safe to run again.
 set -euo pipefail
 
-PACKAGES=(${QRM_SYSTEM_PACKAGES:-})
+# php-cli + php-soap: the PHP SoapClient interop tests; chromium: the browser tests
+PACKAGES=(${QRM_SYSTEM_PACKAGES:-php-cli php-soap chromium})
 
 missing=()
 for package in "${PACKAGES[@]}"; do

@@ -169,3 +169,63 @@ def committing_registry(app_settings: dict[str, Any], db_url: str, tmp_path: pat
 
 
 __all__ = ["commit", "create_engine", "migrate", "new_request"]
+
+
+# -- the demo cloud -------------------------------------------------------------------------
+DEMO_PASSWORD = "demo-password-1"
+
+
+@pytest.fixture
+def demo_cloud(pyramid_request: Any, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The demo datacenter and cloud (sim plugin started, products, admin ``admin`` and cloud
+    user ``demo``, both with password ``DEMO_PASSWORD``), committed to the test's savepoint."""
+    from engine.cloud.demo import load_demo
+
+    monkeypatch.setenv("QRM_DEMO_PASSWORD", DEMO_PASSWORD)
+    credentials = load_demo(pyramid_request)
+    commit(pyramid_request)
+    return {"request": pyramid_request, "credentials": credentials,
+            "password": DEMO_PASSWORD}
+
+
+def run_jobs(registry: Any, *job_ids: str, rounds: int = 5) -> None:
+    """Run the named jobs (default: the engine's moving parts) a few rounds, as the scheduler
+    would, each run in its own transaction."""
+    from engine.scheduler.runner import run_job
+
+    job_ids = job_ids or ("plugins.monitor", "cloud.sweep", "billing.charge")
+    for _ in range(rounds):
+        for job_id in job_ids:
+            run_job(registry, registry["qrm.jobs"][job_id])
+
+
+@pytest.fixture
+def live_server(committing_registry: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The real app served by waitress on 127.0.0.1 (a free port) over a committing database
+    with the demo loaded; yields an object with ``url``, ``registry`` and ``password``."""
+    import socket
+    import threading
+    import types
+
+    from waitress.server import create_server
+
+    from engine.cloud.demo import load_demo
+    from engine.scheduler.runner import run_in_transaction
+
+    monkeypatch.setenv("QRM_DEMO_PASSWORD", DEMO_PASSWORD)
+    run_in_transaction(committing_registry, load_demo)
+    from pyramid.router import Router
+
+    app = Router(committing_registry)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = create_server(app, host="127.0.0.1", port=port, threads=4)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        yield types.SimpleNamespace(url=f"http://127.0.0.1:{port}", registry=committing_registry,
+                                    password=DEMO_PASSWORD, port=port)
+    finally:
+        server.close()
+        thread.join(timeout=5)
