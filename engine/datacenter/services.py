@@ -82,9 +82,11 @@ class DatacenterService:
 
     def unregister_plugin_types(self, plugin: str) -> None:
         """Remove a plugin's types; refused while resources or images use them."""
-        for vtype in self.db.scalars(
-            select(VirtualizationType).where(VirtualizationType.plugin == plugin)
-        ):
+        vtypes = list(self.db.scalars(
+            select(VirtualizationType).where(VirtualizationType.plugin == plugin)))
+        # VM types first: they refer to their host type
+        vtypes.sort(key=lambda vtype: vtype.kind is not VirtualizationKind.VM)
+        for vtype in vtypes:
             in_use = self.db.scalar(select(func.count(Resource.id)).where(
                 Resource.virtualization_type_id == vtype.id))
             if in_use:
@@ -174,7 +176,7 @@ class DatacenterService:
         check_name(name, field="storage")
         if self.db.scalar(select(Storage.id).where(Storage.name == name)) is not None:
             raise ValidationError(f"a storage named {name!r} exists already", field="storage")
-        storage = Storage(name=name, storage_type=storage_type, resource=None,
+        storage = Storage(name=name, storage_type=storage_type,
                           capacity_mb=check_int(capacity_mb, field="capacity_mb"),
                           comment=comment)
         storage.resource_id = resource.id if resource else None
@@ -305,7 +307,7 @@ class DatacenterService:
                                    Resource.state.in_([ResourceState.ACTIVE, ResourceState.IDLE]))
         ))
         usage = {
-            host_id: (cpus or 0, memory or 0)
+            host_id: (int(cpus or 0), int(memory or 0))  # MariaDB sums are Decimal
             for host_id, cpus, memory in self.db.execute(
                 select(Resource.host_id, func.sum(Resource.cpus), func.sum(Resource.memory_mb))
                 .where(Resource.host_id.is_not(None)).group_by(Resource.host_id))

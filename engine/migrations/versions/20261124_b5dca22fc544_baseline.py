@@ -10,6 +10,10 @@ Create Date: 2026-11-24 00:08:25.310167
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import mysql
+
+#: UTC times; MariaDB keeps microseconds only with an explicit precision
+TIMESTAMP = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 revision = 'b5dca22fc544'
 down_revision = None
@@ -25,14 +29,14 @@ def upgrade() -> None:
     sa.Column('email', sa.String(length=255), nullable=False),
     sa.Column('active', sa.Boolean(), nullable=False),
     sa.Column('language', sa.String(length=10), nullable=False),
-    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('created_at', TIMESTAMP, nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_admin_user')),
     sa.UniqueConstraint('name', name=op.f('uq_admin_user_name'))
     )
     op.create_table('cloud_config',
     sa.Column('key', sa.String(length=50), nullable=False),
     sa.Column('value', sa.Text(), nullable=False),
-    sa.Column('updated_at', sa.DateTime(), nullable=False),
+    sa.Column('updated_at', TIMESTAMP, nullable=False),
     sa.Column('updated_by', sa.String(length=120), nullable=False),
     sa.PrimaryKeyConstraint('key', name=op.f('pk_cloud_config'))
     )
@@ -50,7 +54,7 @@ def upgrade() -> None:
     sa.Column('status', sa.Enum('active', 'disabled', 'pending', name='clouduserstatus', native_enum=False, length=20), nullable=False),
     sa.Column('ccus', sa.Numeric(precision=18, scale=4), nullable=False),
     sa.Column('language', sa.String(length=10), nullable=False),
-    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('created_at', TIMESTAMP, nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_cloud_user')),
     sa.UniqueConstraint('name', name=op.f('uq_cloud_user_name'))
     )
@@ -65,7 +69,7 @@ def upgrade() -> None:
     )
     op.create_table('event',
     sa.Column('id', sa.Integer(), nullable=False),
-    sa.Column('time', sa.DateTime(), nullable=False),
+    sa.Column('time', TIMESTAMP, nullable=False),
     sa.Column('level', sa.Enum('critical', 'error', 'warning', 'notice', 'info', 'debug', name='eventlevel', native_enum=False, length=20), nullable=False),
     sa.Column('source', sa.String(length=50), nullable=False),
     sa.Column('name', sa.String(length=100), nullable=False),
@@ -96,7 +100,7 @@ def upgrade() -> None:
     op.create_table('job_lease',
     sa.Column('job_id', sa.String(length=100), nullable=False),
     sa.Column('owner', sa.String(length=200), nullable=False),
-    sa.Column('expires_at', sa.DateTime(), nullable=False),
+    sa.Column('expires_at', TIMESTAMP, nullable=False),
     sa.PrimaryKeyConstraint('job_id', name=op.f('pk_job_lease'))
     )
     op.create_table('kernel',
@@ -110,7 +114,7 @@ def upgrade() -> None:
     op.create_table('plugin',
     sa.Column('name', sa.String(length=50), nullable=False),
     sa.Column('state', sa.Enum('disabled', 'enabled', 'started', name='pluginstate', native_enum=False, length=20), nullable=False),
-    sa.Column('updated_at', sa.DateTime(), nullable=False),
+    sa.Column('updated_at', TIMESTAMP, nullable=False),
     sa.PrimaryKeyConstraint('name', name=op.f('pk_plugin'))
     )
     op.create_table('product',
@@ -179,9 +183,9 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('user_id', sa.Integer(), nullable=False),
     sa.Column('status', sa.Enum('new', 'approved', 'active', 'denied', 'deprovision', 'done', 'no-resources', name='requeststatus', native_enum=False, length=20), nullable=False),
-    sa.Column('created_at', sa.DateTime(), nullable=False),
-    sa.Column('start', sa.DateTime(), nullable=False),
-    sa.Column('stop', sa.DateTime(), nullable=False),
+    sa.Column('created_at', TIMESTAMP, nullable=False),
+    sa.Column('start', TIMESTAMP, nullable=False),
+    sa.Column('stop', TIMESTAMP, nullable=False),
     sa.Column('kernel_id', sa.Integer(), nullable=False),
     sa.Column('image_id', sa.Integer(), nullable=False),
     sa.Column('virtualization_type_id', sa.Integer(), nullable=False),
@@ -196,8 +200,8 @@ def upgrade() -> None:
     sa.Column('price_per_hour', sa.Numeric(precision=18, scale=4), nullable=False),
     sa.Column('price_breakdown', sa.JSON(), nullable=False),
     sa.Column('status_reason', sa.Text(), nullable=False),
-    sa.Column('status_changed_at', sa.DateTime(), nullable=False),
-    sa.Column('next_step_at', sa.DateTime(), nullable=True),
+    sa.Column('status_changed_at', TIMESTAMP, nullable=False),
+    sa.Column('next_step_at', TIMESTAMP, nullable=True),
     sa.ForeignKeyConstraint(['image_id'], ['image.id'], name=op.f('fk_cloud_request_image_id_image')),
     sa.ForeignKeyConstraint(['kernel_id'], ['kernel.id'], name=op.f('fk_cloud_request_kernel_id_kernel')),
     sa.ForeignKeyConstraint(['user_id'], ['cloud_user.id'], name=op.f('fk_cloud_request_user_id_cloud_user')),
@@ -224,11 +228,11 @@ def upgrade() -> None:
     sa.Column('nics', sa.Integer(), nullable=False),
     sa.Column('load', sa.Numeric(precision=8, scale=2), nullable=True),
     sa.Column('uptime_s', sa.Integer(), nullable=True),
-    sa.Column('last_report_at', sa.DateTime(), nullable=True),
+    sa.Column('last_report_at', TIMESTAMP, nullable=True),
     sa.Column('agent_token_hash', sa.String(length=255), nullable=True),
     sa.Column('kernel_id', sa.Integer(), nullable=True),
     sa.Column('image_id', sa.Integer(), nullable=True),
-    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('created_at', TIMESTAMP, nullable=False),
     sa.ForeignKeyConstraint(['host_id'], ['resource.id'], name=op.f('fk_resource_host_id_resource')),
     sa.ForeignKeyConstraint(['image_id'], ['image.id'], name=op.f('fk_resource_image_id_image')),
     sa.ForeignKeyConstraint(['kernel_id'], ['kernel.id'], name=op.f('fk_resource_kernel_id_kernel')),
@@ -252,8 +256,8 @@ def upgrade() -> None:
     sa.Column('nics', sa.Integer(), nullable=False),
     sa.Column('ha', sa.Boolean(), nullable=False),
     sa.Column('state', sa.Enum('stopped', 'starting', 'active', 'stopping', 'error', name='appliancestate', native_enum=False, length=20), nullable=False),
-    sa.Column('started_at', sa.DateTime(), nullable=True),
-    sa.Column('stopped_at', sa.DateTime(), nullable=True),
+    sa.Column('started_at', TIMESTAMP, nullable=True),
+    sa.Column('stopped_at', TIMESTAMP, nullable=True),
     sa.Column('comment', sa.String(length=255), nullable=False),
     sa.Column('capabilities', sa.JSON(), nullable=False),
     sa.ForeignKeyConstraint(['image_id'], ['image.id'], name=op.f('fk_appliance_image_id_image')),
@@ -273,9 +277,9 @@ def upgrade() -> None:
     sa.Column('attempts', sa.Integer(), nullable=False),
     sa.Column('max_attempts', sa.Integer(), nullable=False),
     sa.Column('timeout_s', sa.Integer(), nullable=False),
-    sa.Column('not_before', sa.DateTime(), nullable=False),
-    sa.Column('created_at', sa.DateTime(), nullable=False),
-    sa.Column('finished_at', sa.DateTime(), nullable=True),
+    sa.Column('not_before', TIMESTAMP, nullable=False),
+    sa.Column('created_at', TIMESTAMP, nullable=False),
+    sa.Column('finished_at', TIMESTAMP, nullable=True),
     sa.Column('exit_code', sa.Integer(), nullable=True),
     sa.Column('output', sa.Text(), nullable=False),
     sa.Column('actor', sa.String(length=120), nullable=False),
@@ -296,9 +300,9 @@ def upgrade() -> None:
     sa.Column('resource_id', sa.Integer(), nullable=False),
     sa.Column('host_id', sa.Integer(), nullable=True),
     sa.Column('powered', sa.Boolean(), nullable=False),
-    sa.Column('boot_ready_at', sa.DateTime(), nullable=True),
+    sa.Column('boot_ready_at', TIMESTAMP, nullable=True),
     sa.Column('disk_mb', sa.Integer(), nullable=False),
-    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('created_at', TIMESTAMP, nullable=False),
     sa.ForeignKeyConstraint(['host_id'], ['resource.id'], name=op.f('fk_sim_machine_host_id_resource')),
     sa.ForeignKeyConstraint(['resource_id'], ['resource.id'], name=op.f('fk_sim_machine_resource_id_resource'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('resource_id', name=op.f('pk_sim_machine'))
@@ -312,7 +316,7 @@ def upgrade() -> None:
     sa.Column('size_mb', sa.Integer(), nullable=False),
     sa.Column('origin_id', sa.Integer(), nullable=True),
     sa.Column('authorized_resource_id', sa.Integer(), nullable=True),
-    sa.Column('created_at', sa.DateTime(), nullable=False),
+    sa.Column('created_at', TIMESTAMP, nullable=False),
     sa.ForeignKeyConstraint(['authorized_resource_id'], ['resource.id'], name=op.f('fk_sim_volume_authorized_resource_id_resource'), ondelete='SET NULL'),
     sa.ForeignKeyConstraint(['origin_id'], ['sim_volume.id'], name=op.f('fk_sim_volume_origin_id_sim_volume')),
     sa.ForeignKeyConstraint(['storage_id'], ['storage.id'], name=op.f('fk_sim_volume_storage_id_storage'), ondelete='CASCADE'),
@@ -324,7 +328,7 @@ def upgrade() -> None:
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('image_id', sa.Integer(), nullable=False),
     sa.Column('resource_id', sa.Integer(), nullable=True),
-    sa.Column('updated_at', sa.DateTime(), nullable=False),
+    sa.Column('updated_at', TIMESTAMP, nullable=False),
     sa.ForeignKeyConstraint(['image_id'], ['image.id'], name=op.f('fk_storage_authorization_image_id_image'), ondelete='CASCADE'),
     sa.ForeignKeyConstraint(['resource_id'], ['resource.id'], name=op.f('fk_storage_authorization_resource_id_resource')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_storage_authorization')),
@@ -342,8 +346,8 @@ def upgrade() -> None:
     sa.Column('created_vm_id', sa.Integer(), nullable=True),
     sa.Column('clone_image_id', sa.Integer(), nullable=True),
     sa.Column('disk_mb', sa.Integer(), nullable=False),
-    sa.Column('active_since', sa.DateTime(), nullable=True),
-    sa.Column('active_until', sa.DateTime(), nullable=True),
+    sa.Column('active_since', TIMESTAMP, nullable=True),
+    sa.Column('active_until', TIMESTAMP, nullable=True),
     sa.Column('hours_charged', sa.Integer(), nullable=False),
     sa.Column('comment', sa.String(length=255), nullable=False),
     sa.Column('error', sa.Text(), nullable=False),
@@ -376,8 +380,8 @@ def upgrade() -> None:
     sa.Column('user_id', sa.Integer(), nullable=False),
     sa.Column('request_id', sa.Integer(), nullable=True),
     sa.Column('cloud_appliance_id', sa.Integer(), nullable=True),
-    sa.Column('time', sa.DateTime(), nullable=False),
-    sa.Column('period_start', sa.DateTime(), nullable=True),
+    sa.Column('time', TIMESTAMP, nullable=False),
+    sa.Column('period_start', TIMESTAMP, nullable=True),
     sa.Column('amount', sa.Numeric(precision=18, scale=4), nullable=False),
     sa.Column('balance_after', sa.Numeric(precision=18, scale=4), nullable=False),
     sa.Column('reason', sa.String(length=50), nullable=False),

@@ -1,0 +1,119 @@
+"""The ``sim`` plugin's hook implementations (see ``engine.plugins.hookspecs``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+
+from engine.datacenter.models import Resource, VirtualizationKind, VirtualizationType
+from engine.datacenter.services import DatacenterService
+from engine.plugins.hookspecs import hookimpl
+from plugins.sim.drivers import (
+    SimStorageDriver,
+    SimVirtualizationDriver,
+    begin_boot,
+    power_off,
+)
+from plugins.sim.models import SimMachine
+from plugins.sim.monitor import run_monitor
+
+PLUGIN_NAME = "sim"
+HOST_TYPE = "sim"
+VM_TYPE = SimVirtualizationDriver.vm_type
+DEPLOYMENT_TYPE = "sim-deployment"
+STORAGE_TYPE = SimStorageDriver.storage_type
+
+
+@hookimpl
+def qrm_plugin_info() -> dict[str, str]:
+    """Describe the simulated datacenter."""
+    return {
+        "name": PLUGIN_NAME,
+        "type": "virtualization",
+        "description": "Simulated datacenter: hosts, VMs and network storage kept in the "
+                       "database, for demonstrations and tests",
+    }
+
+
+@hookimpl
+def qrm_plugin_action(request: Any, name: str, action: str) -> None:
+    """``init`` registers the simulated host, VM and deployment types; ``uninstall`` removes
+    them (refused while resources or images still use them)."""
+    if name != PLUGIN_NAME:
+        return
+    datacenter = request.find_service(DatacenterService)
+    if action == "init":
+        _register_types(datacenter)
+    elif action == "uninstall":
+        _unregister_types(request, datacenter)
+
+
+def _register_types(datacenter: DatacenterService) -> None:
+    datacenter.register_virtualization_type(HOST_TYPE, "Simulated Host", VirtualizationKind.HOST,
+                                            plugin=PLUGIN_NAME)
+    datacenter.register_virtualization_type(VM_TYPE, "Simulated VM", VirtualizationKind.VM,
+                                            plugin=PLUGIN_NAME, host_type=HOST_TYPE)
+    datacenter.register_deployment_type(DEPLOYMENT_TYPE, "Simulated network storage",
+                                        storage_type=STORAGE_TYPE, plugin=PLUGIN_NAME)
+
+
+def _unregister_types(request: Any, datacenter: DatacenterService) -> None:
+    # unregister_plugin_types deletes the types one at a time with autoflushing queries in
+    # between, so the host type may be deleted while the VM type still refers to it (a foreign
+    # key error). Detaching the VM type first avoids that; if removal is refused, the whole
+    # transaction is rolled back, detachment included.
+    db = request.dbsession
+    for vm_type in db.scalars(select(VirtualizationType).where(
+            VirtualizationType.plugin == PLUGIN_NAME,
+            VirtualizationType.host_type_id.is_not(None))):
+        vm_type.host_type = None
+    db.flush()
+    datacenter.unregister_plugin_types(PLUGIN_NAME)
+
+
+@hookimpl
+def qrm_storage_drivers(request: Any) -> list[Any]:
+    """The simulated network storage."""
+    return [SimStorageDriver(request)]
+
+
+@hookimpl
+def qrm_virtualization_drivers(request: Any) -> list[Any]:
+    """The simulated hypervisor."""
+    return [SimVirtualizationDriver(request)]
+
+
+@hookimpl
+def qrm_resource_command(request: Any, resource: Any, command: str) -> bool | None:
+    """Reboot or halt a simulated physical machine through its (simulated) power switch.
+    VMs go through the virtualization driver, everything else through the command queue."""
+    if resource.kind is not VirtualizationKind.PHYSICAL or command not in ("reboot", "halt"):
+        return None
+    machine = _sim_machine(request, resource)
+    if machine is None:
+        return None
+    if command == "reboot":
+        begin_boot(request, machine)
+    else:
+        power_off(machine)
+    request.dbsession.flush()
+    return True
+
+
+def _sim_machine(request: Any, resource: Resource) -> SimMachine | None:
+    return request.dbsession.get(SimMachine, resource.id)
+
+
+@hookimpl
+def qrm_monitor(request: Any) -> None:
+    """Complete due boots and report every running simulated machine and host."""
+    run_monitor(request)
+
+
+@hookimpl
+def qrm_demo(request: Any, actor: Any) -> None:
+    """Build the simulated demo datacenter (hosts, storage, images, physical machines)."""
+    from plugins.sim.demo import build_datacenter
+
+    build_datacenter(request, actor=actor)
