@@ -98,7 +98,8 @@ class LedgerService:
             # the same key committed concurrently: that one counts, this one never happened
             log.info("ledger key %s exists already; not posted again", key)
             return None
-        self.db.refresh(user, ["ccus"])
+        if user in self.db:
+            self.db.refresh(user, ["ccus"])
         return entry
 
     def balance(self, user: CloudUser) -> Decimal:

@@ -43,7 +43,7 @@ from engine.datacenter.models import (
 )
 from engine.datacenter.services import AppliancesService, DatacenterService, supports_row_locks
 from engine.db import utcnow
-from engine.errors import CapacityError, DriverError
+from engine.errors import CapacityError
 from engine.events.models import EventLevel
 from engine.events.services import EventService
 from engine.security import Actor
@@ -213,7 +213,7 @@ class ProvisioningService:
                 vtype, name=ca.name, cpus=cloud_request.cpus,
                 memory_mb=cloud_request.memory_mb, nics=cloud_request.network_cards,
                 disk_mb=cloud_request.disk_mb, actor=ACTOR)
-        except (CapacityError, DriverError) as error:
+        except CapacityError as error:
             raise NoResources(str(error)) from None
         ca.created_vm_id = vm.id
         return vm
@@ -225,7 +225,7 @@ class ProvisioningService:
         try:
             clone = self.datacenter.clone_image(master, name=f"{ca.name}-{master.name}",
                                                 size_mb=cloud_request.disk_mb, actor=ACTOR)
-        except (CapacityError, DriverError) as error:
+        except CapacityError as error:
             raise NoResources(f"the image cannot be cloned: {error}") from None
         ca.clone_image_id = clone.id
         return clone
@@ -332,11 +332,26 @@ def sweep_job(request: Any) -> int:
     ids = run_in_transaction(request.registry, _due_ids)
     steps = 0
     for request_id in ids:
-        for _ in range(MAX_STEPS_PER_SWEEP):
-            if not run_in_transaction(request.registry, _advance_one, request_id=request_id):
-                break
-            steps += 1
+        try:
+            for _ in range(MAX_STEPS_PER_SWEEP):
+                if not run_in_transaction(request.registry, _advance_one,
+                                          request_id=request_id):
+                    break
+                steps += 1
+        except Exception as error:  # a driver failed: the step is rolled back and retried
+            log.exception("request %s: step failed", request_id)
+            run_in_transaction(request.registry, _record_failure, request_id=request_id,
+                               error=error)
     return steps
+
+
+def _record_failure(request: Any, request_id: int, error: Exception) -> None:
+    message = getattr(error, "message", None) or f"{type(error).__name__}: {error}"
+    request.find_service(EventService).log(
+        source="cloud", name="request.step-failed", actor=ACTOR, level=EventLevel.ERROR,
+        object_type="cloud_request", object_id=request_id,
+        message=f"request {request_id}: a provisioning step failed and will be retried: "
+        f"{message}")
 
 
 def _due_ids(request: Any) -> list[int]:

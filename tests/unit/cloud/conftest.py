@@ -16,13 +16,14 @@ def cloud(demo_cloud: dict[str, Any]) -> Any:
     request = demo_cloud["request"]
 
     class Cloud:
-        pass
+        @property
+        def demo(self) -> Any:  # fresh after every commit (the session is closed by it)
+            return self.users.resolve("demo", actor=Actor.system())
 
     c = Cloud()
     c.request = request
     c.requests = request.find_service(CloudRequestService)
     c.users = request.find_service(CloudUserService)
-    c.demo = c.users.resolve("demo", actor=Actor.system())
     c.user_actor = Actor.cloud_user("demo", c.demo.id)
     c.admin = Actor.admin("admin")
     return c
