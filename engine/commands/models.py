@@ -29,7 +29,9 @@ class Command(Base):
     executor: Mapped[str] = mapped_column(String(20), default="ssh")
     #: the argument vector; never a shell string
     argv: Mapped[list] = mapped_column(JsonValue)
-    state: Mapped[CommandState] = mapped_column(enum_type(CommandState), default=CommandState.QUEUED)
+    state: Mapped[CommandState] = mapped_column(
+        enum_type(CommandState), default=CommandState.QUEUED
+    )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     max_attempts: Mapped[int] = mapped_column(Integer, default=4)
     timeout_s: Mapped[int] = mapped_column(Integer, default=30)

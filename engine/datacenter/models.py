@@ -32,7 +32,7 @@ class VirtualizationKind(enum.Enum):
 
 
 class VirtualizationType(Base):
-    """What kind of machine a resource is: physical, a hypervisor host, or a VM of some host type."""
+    """What kind of machine a resource is: physical, a hypervisor host, or a VM of a host type."""
 
     __tablename__ = "virtualization_type"
 

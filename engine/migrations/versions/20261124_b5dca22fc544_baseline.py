@@ -4,7 +4,7 @@ Seeds what every installation starts with: the built-in ``physical`` virtualizat
 ``ramdisk`` deployment type, and the 22 default products of the cloud selector.
 
 Revision ID: b5dca22fc544
-Revises: 
+Revises:
 Create Date: 2026-11-24 00:08:25.310167
 """
 

@@ -30,8 +30,10 @@ def cloud(demo_cloud: dict[str, Any]) -> Any:
 
 
 def request_values(**overrides: Any) -> dict[str, Any]:
-    values = dict(cloud_user="demo", start=None, stop=utcnow() + dt.timedelta(days=1),
-                  kernel="default", image="debian-12", memory_mb=512, cpus=1, disk_mb=5000,
-                  network_cards=1, quantity=1, virtualization="sim-vm")
+    values = {
+        "cloud_user": "demo", "start": None, "stop": utcnow() + dt.timedelta(days=1),
+        "kernel": "default", "image": "debian-12", "memory_mb": 512, "cpus": 1,
+        "disk_mb": 5000, "network_cards": 1, "quantity": 1, "virtualization": "sim-vm",
+    }
     values.update(overrides)
     return values

@@ -59,7 +59,7 @@ REFUSALS = [
     ({"network_cards": 5}, ValidationError, "network_cards"),     # over max_network_interfaces
     ({"quantity": 6}, ValidationError, "quantity"),               # over max_resources_per_cr
     ({"stop": "not a time"}, ValidationError, "stop"),
-    ({"stop": dt.datetime(2030, 1, 1)}, ValidationError, "stop"),  # naive time
+    ({"stop": dt.datetime(2030, 1, 1)}, ValidationError, "stop"),  # noqa: DTZ001 (naive)
     ({"start": utcnow() + dt.timedelta(hours=23, minutes=30)}, ValidationError, "stop"),
     ({"cloud_user": "someone-else"}, PermissionDenied, "cloud_user"),
 ]
