@@ -8,6 +8,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from engine.accounts.models import AdminUser
+from engine.accounts.throttle import LoginThrottle, login_throttle
 from engine.errors import AuthenticationFailed, ValidationError
 from engine.events.services import EventService
 from engine.security import Actor, hash_password, verify_password
@@ -17,12 +18,14 @@ from engine.validation import check_name, check_password
 class AccountService:
     """Admin accounts; resolves the acting user of a browser session."""
 
-    def __init__(self, db: Session, events: EventService) -> None:
-        self.db, self.events = db, events
+    def __init__(self, db: Session, events: EventService,
+                 throttle: LoginThrottle | None = None) -> None:
+        self.db, self.events, self.throttle = db, events, throttle
 
     @classmethod
     def create_service(cls, _context: Any, request: Any) -> AccountService:
-        return cls(request.dbsession, request.find_service(EventService))
+        return cls(request.dbsession, request.find_service(EventService),
+                   login_throttle(request))
 
     def create_admin(self, name: str, password: str, *, email: str = "",
                      actor: Actor) -> AdminUser:
@@ -50,8 +53,12 @@ class AccountService:
 
     def authenticate_admin(self, name: str, password: str) -> AdminUser:
         """Return the active admin with these credentials, or raise AuthenticationFailed."""
+        if self.throttle:
+            self.throttle.check("admin", name)
         admin = self.db.scalar(select(AdminUser).where(AdminUser.name == name))
         if not verify_password(admin.password_hash if admin else None, password):
+            if self.throttle:
+                self.throttle.record_failure("admin", name, "wrong user name or password")
             raise AuthenticationFailed("wrong user name or password")
         if not admin.active:
             raise AuthenticationFailed("this admin account is disabled")

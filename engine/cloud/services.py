@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from engine.accounts.throttle import LoginThrottle, login_throttle
 from engine.cloud.billing_port import BillingPort, RequestSpec
 from engine.cloud.config import CloudConfigService
 from engine.cloud.models import (
@@ -87,14 +88,16 @@ class CloudUserService:
     """Cloud users: accounts, details, passwords, status, limits."""
 
     def __init__(self, db: Session, *, config: CloudConfigService, events: EventService,
-                 billing: BillingPort) -> None:
+                 billing: BillingPort, throttle: LoginThrottle | None = None) -> None:
         self.db, self.config, self.events, self.billing = db, config, events, billing
+        self.throttle = throttle
 
     @classmethod
     def create_service(cls, _context: Any, request: Any) -> CloudUserService:
         return cls(request.dbsession, config=request.find_service(CloudConfigService),
                    events=request.find_service(EventService),
-                   billing=request.find_service(BillingPort))
+                   billing=request.find_service(BillingPort),
+                   throttle=login_throttle(request))
 
     # -- look-ups with ownership ------------------------------------------------------------
     def resolve(self, name: str | None, *, actor: Actor) -> CloudUser:
@@ -132,8 +135,13 @@ class CloudUserService:
 
     def authenticate(self, name: str, password: str) -> CloudUser:
         """The active cloud user with these credentials, or AuthenticationFailed."""
-        user = self.db.scalar(select(CloudUser).where(CloudUser.name == (name or "")))
+        name = name or ""
+        if self.throttle:
+            self.throttle.check("clouduser", name)
+        user = self.db.scalar(select(CloudUser).where(CloudUser.name == name))
         if not verify_password(user.password_hash if user else None, password or ""):
+            if self.throttle:
+                self.throttle.record_failure("clouduser", name, "wrong user name or password")
             raise AuthenticationFailed("wrong user name or password")
         if user.status is not CloudUserStatus.ACTIVE:
             raise AuthenticationFailed(f"the account {name} is {user.status.value}")

@@ -94,7 +94,7 @@ class PluginService:
 
     # -- states -----------------------------------------------------------------------------
     def states(self) -> dict[str, PluginState]:
-        if self._states is None:
+        if self._states is None or self._states.keys() != self.registry.plugins.keys():
             stored = {p.name: p.state for p in self.db.scalars(select(Plugin))}
             self._states = {name: stored.get(name, PluginState.DISABLED)
                             for name in self.registry.plugins}
