@@ -1,7 +1,8 @@
 """Login throttling: too many failed log-ins for one account name lock it for a while.
 
-Failures are recorded in the event log in a transaction of their own (the failed log-in's
-own transaction is rolled back when it raises), so every web worker and API process sees
+Failures are recorded in the event log in a transaction of their own, written once the
+failed log-in's own transaction has ended (it is rolled back when the error is raised, and on
+SQLite it holds the only write lock until then), so every web worker and API process sees
 them: nothing is kept in process memory.
 """
 
@@ -21,8 +22,8 @@ WINDOW = dt.timedelta(minutes=15)
 
 
 class LoginThrottle:
-    def __init__(self, db: Any, session_factory: Any) -> None:
-        self.db, self.session_factory = db, session_factory
+    def __init__(self, db: Any, session_factory: Any, transaction_manager: Any) -> None:
+        self.db, self.session_factory, self.tm = db, session_factory, transaction_manager
 
     def check(self, role: str, name: str) -> None:
         """Raise AuthenticationFailed while ``name`` has too many recent failures."""
@@ -36,7 +37,13 @@ class LoginThrottle:
                 f"{int(WINDOW.total_seconds() // 60)} minutes")
 
     def record_failure(self, role: str, name: str, reason: str) -> None:
-        """Write the failure now, in its own transaction (it must survive the rollback)."""
+        """Write the failure in its own transaction after the current one ends (commit or
+        rollback): it must survive the rollback of the failed log-in."""
+        transaction = self.tm.get()
+        transaction.addAfterCommitHook(lambda _ok: self._write(role, name, reason))
+        transaction.addAfterAbortHook(self._write, args=(role, name, reason))
+
+    def _write(self, role: str, name: str, reason: str) -> None:
         session = self.session_factory()
         try:
             session.add(Event(source="accounts", name="login.failed", actor=f"{role}:{name}",
@@ -48,4 +55,4 @@ class LoginThrottle:
 
 
 def login_throttle(request: Any) -> LoginThrottle:
-    return LoginThrottle(request.dbsession, request.registry["dbsession_factory"])
+    return LoginThrottle(request.dbsession, request.registry["dbsession_factory"], request.tm)
