@@ -9,6 +9,7 @@ is charged late instead of never.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import uuid
@@ -59,6 +60,20 @@ def due_hours(active_since: dt.datetime, active_until: dt.datetime | None,
     return min(started, max(ran, 0))
 
 
+@dataclasses.dataclass(frozen=True)
+class Movement:
+    """One ledger movement to post: amount > 0 credits, < 0 charges."""
+
+    key: str
+    amount: Decimal
+    reason: str
+    comment: str
+    actor: Actor
+    request_id: int | None = None
+    cloud_appliance_id: int | None = None
+    period_start: dt.datetime | None = None
+
+
 class LedgerService:
     """Posts to the ledger and reads it. The only writer of ``CloudUser.ccus``."""
 
@@ -75,32 +90,53 @@ class LedgerService:
              period_start: dt.datetime | None = None) -> LedgerEntry | None:
         """Write one movement and update the balance, atomically. Returns None (and changes
         nothing) if a movement with ``key`` exists already."""
-        amount = quantize_ccus(amount)
-        if self.db.scalar(select(LedgerEntry.id).where(LedgerEntry.idempotency_key == key)):
-            return None
+        entries = self.post_many(user, [Movement(
+            key=key, amount=amount, reason=reason, comment=comment, actor=actor,
+            request_id=request_id, cloud_appliance_id=cloud_appliance_id,
+            period_start=period_start)])
+        return entries[0] if entries else None
+
+    def post_many(self, user: CloudUser, movements: list[Movement]) -> list[LedgerEntry]:
+        """Write several movements of one user and update the balance once, atomically;
+        movements whose key exists already are left out."""
+        keys = [movement.key for movement in movements]
+        existing = set(self.db.scalars(select(LedgerEntry.idempotency_key).where(
+            LedgerEntry.idempotency_key.in_(keys))))
+        todo = [movement for movement in movements if movement.key not in existing]
+        if not todo:
+            return []
         try:
             with self.db.begin_nested():
                 # A locking read sees the newest committed balance on every backend.
                 query = select(CloudUser.ccus).where(CloudUser.id == user.id)
                 if supports_row_locks(self.db):
                     query = query.with_for_update()
-                balance = quantize_ccus(self.db.execute(query).scalar_one() + amount)
+                balance = quantize_ccus(self.db.execute(query).scalar_one())
+                entries = []
+                now = utcnow()
+                for movement in todo:
+                    balance = quantize_ccus(balance + quantize_ccus(movement.amount))
+                    entries.append(LedgerEntry(
+                        idempotency_key=movement.key, user_id=user.id,
+                        request_id=movement.request_id,
+                        cloud_appliance_id=movement.cloud_appliance_id,
+                        amount=quantize_ccus(movement.amount), balance_after=balance,
+                        reason=movement.reason, comment=movement.comment,
+                        actor=movement.actor.label, period_start=movement.period_start,
+                        time=now))
                 self.db.execute(update(CloudUser).where(CloudUser.id == user.id)
                                 .values(ccus=balance))
-                entry = LedgerEntry(
-                    idempotency_key=key, user_id=user.id, request_id=request_id,
-                    cloud_appliance_id=cloud_appliance_id, amount=amount,
-                    balance_after=balance, reason=reason, comment=comment,
-                    actor=actor.label, period_start=period_start, time=utcnow())
-                self.db.add(entry)
+                self.db.add_all(entries)
                 self.db.flush()
         except IntegrityError:
-            # the same key committed concurrently: that one counts, this one never happened
-            log.info("ledger key %s exists already; not posted again", key)
-            return None
+            # a key committed concurrently: that one counts; post the others one by one
+            if len(todo) == 1:
+                log.info("ledger key %s exists already; not posted again", todo[0].key)
+                return []
+            return [entry for movement in todo for entry in self.post_many(user, [movement])]
         if user in self.db:
             self.db.refresh(user, ["ccus"])
-        return entry
+        return entries
 
     def balance(self, user: CloudUser) -> Decimal:
         return quantize_ccus(self.db.scalar(
@@ -200,14 +236,15 @@ class BillingService:
         if cloud_appliance.active_since is None or not self.config["cloud_billing_enabled"]:
             return 0
         due = due_hours(cloud_appliance.active_since, cloud_appliance.active_until, now)
-        charged = 0
-        for hour in range(cloud_appliance.hours_charged, due):
-            if self._charge_hour(cloud_appliance, hour, actor=actor):
-                charged += 1
+        movements = [self._hour_movement(cloud_appliance, hour, actor=actor)
+                     for hour in range(cloud_appliance.hours_charged, due)]
+        entries = self.ledger.post_many(cloud_appliance.request.user, movements) \
+            if movements else []
         cloud_appliance.hours_charged = max(cloud_appliance.hours_charged, due)
-        return charged
+        return len(entries)
 
-    def _charge_hour(self, cloud_appliance: CloudAppliance, hour: int, *, actor: Actor) -> bool:
+    def _hour_movement(self, cloud_appliance: CloudAppliance, hour: int, *,
+                       actor: Actor) -> Movement:
         cloud_request = cloud_appliance.request
         period_start = cloud_appliance.active_since + hour * HOUR
         components = list(cloud_request.price_breakdown or [])
@@ -218,16 +255,14 @@ class BillingService:
                   else quantize_ccus(cloud_request.price_per_hour))
         detail = ", ".join(f"{c['label']} {c['price']}" for c in components
                            if Decimal(c["price"]))
-        entry = self.ledger.post(
-            cloud_request.user, -amount,
-            key=f"charge:appliance:{cloud_appliance.id}:hour:{hour}",
+        return Movement(
+            key=f"charge:appliance:{cloud_appliance.id}:hour:{hour}", amount=-amount,
             reason="Cloud Billing",
             comment=f"{amount} CCUs for appliance {cloud_appliance.name} (request "
             f"{cloud_request.id}), hour from {period_start:%Y-%m-%d %H:%M} UTC"
             + (f": {detail}" if detail and replaced is None else ""),
             actor=actor, request_id=cloud_request.id, cloud_appliance_id=cloud_appliance.id,
             period_start=period_start)
-        return entry is not None
 
     def charge_due_hours(self, *, now: dt.datetime | None = None) -> int:
         """Charge what is due for every appliance that ran; deprovision requests whose owner

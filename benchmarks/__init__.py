@@ -1,0 +1,1 @@
+"""Speed and memory targets (``make bench``); not part of the test suite."""
