@@ -317,6 +317,20 @@ class ProductService:
             query = query.where(Product.enabled.is_(True))
         return list(self.db.scalars(query))
 
+    def offered(self, product_type: ProductType) -> set[str]:
+        """The values of the enabled products of one type."""
+        return {product.quantity for product in self.list(product_type, enabled_only=True)}
+
+    @staticmethod
+    def _price(value: Any) -> Decimal:
+        try:
+            price = Decimal(str(value))
+        except InvalidOperation:
+            raise ValidationError("price must be a number", field="price") from None
+        if not price.is_finite() or price < 0:
+            raise ValidationError("price must be a number of at least 0", field="price")
+        return price
+
     def get(self, product_id: int, *, actor: Actor) -> Product:
         product = self.db.get(Product, product_id)
         if product is None or (actor.is_cloud_user and not product.enabled):
@@ -334,12 +348,7 @@ class ProductService:
         if product_type in (ProductType.CPU, ProductType.DISK, ProductType.MEMORY,
                             ProductType.NETWORK, ProductType.QUANTITY):
             quantity = str(check_int(quantity, field="quantity", minimum=1))
-        try:
-            price = Decimal(str(price))
-        except InvalidOperation:
-            raise ValidationError("price must be a number", field="price") from None
-        if price < 0:
-            raise ValidationError("price must not be negative", field="price")
+        price = self._price(price)
         if self.db.scalar(select(Product.id).where(Product.type == product_type,
                                                    Product.quantity == quantity)):
             raise ValidationError(f"a {product_type.value} product for {quantity} exists",
@@ -368,12 +377,7 @@ class ProductService:
 
     def set_price(self, product_id: int, price: Any, *, actor: Actor) -> Product:
         product = self.get(product_id, actor=actor)
-        try:
-            new_price = Decimal(str(price))
-        except InvalidOperation:
-            raise ValidationError("price must be a number", field="price") from None
-        if new_price < 0:
-            raise ValidationError("price must not be negative", field="price")
+        new_price = self._price(price)
         old, product.price = product.price, new_price
         self.events.log(source="cloud", name="product.price", actor=actor, obj=product,
                         message=f"product {product.id}: {old} -> {new_price} CCU/h")
@@ -427,8 +431,7 @@ class CloudRequestService:
     def kernels(self, *, actor: Actor) -> list[Kernel]:
         kernels = list(self.db.scalars(select(Kernel).order_by(Kernel.name)))
         if self.config["cloud_selector"]:
-            offered = {p.quantity for p in self.products.list(ProductType.KERNEL,
-                                                              enabled_only=True)}
+            offered = self.products.offered(ProductType.KERNEL)
             kernels = [kernel for kernel in kernels if kernel.name in offered]
         return kernels
 
@@ -447,13 +450,12 @@ class CloudRequestService:
         if not self.config["request_physical_systems"]:
             types = [t for t in types if t.kind is not VirtualizationKind.PHYSICAL]
         if self.config["cloud_selector"]:
-            offered = {p.quantity for p in self.products.list(ProductType.RESOURCE,
-                                                              enabled_only=True)}
+            offered = self.products.offered(ProductType.RESOURCE)
             types = [t for t in types if t.name in offered]
         return types
 
     def puppet_groups(self, *, actor: Actor) -> list[str]:
-        return [p.quantity for p in self.products.list(ProductType.PUPPET, enabled_only=True)]
+        return sorted(self.products.offered(ProductType.PUPPET))
 
     # -- submit -----------------------------------------------------------------------------
     def submit(self, *, actor: Actor, cloud_user: str | None, start: Any, stop: Any,
