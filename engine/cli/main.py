@@ -215,3 +215,7 @@ def serve(ctx: Context, host: str, port: int) -> None:
         if running is not None:
             running.shutdown(wait=True)
         click.echo("stopped")
+
+
+if __name__ == "__main__":
+    main()
