@@ -6,7 +6,8 @@ PORT ?= 6543
 
 .PHONY: run test lint bench system-deps clean
 
-$(BIN)/.installed: setup.cfg pyproject.toml
+# a new package is picked up by the editable install only when it is re-installed
+$(BIN)/.installed: setup.cfg pyproject.toml $(wildcard */__init__.py)
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || \
 		{ echo "Python 3.11 is required (spyne 2.14 does not import on 3.12+)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)

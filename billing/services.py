@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from billing.models import LedgerEntry
 from billing.prices import PriceService
-from engine.cloud.billing_port import Quote, RequestSpec
+from engine.cloud.billing_port import MoneyValue, Quote, RequestSpec
 from engine.cloud.config import CloudConfigService
 from engine.cloud.models import (
     CloudAppliance,
@@ -147,11 +147,13 @@ class LedgerService:
             select(func.coalesce(func.sum(LedgerEntry.amount), 0))
             .where(LedgerEntry.user_id == user.id)) or 0)
 
-    def transactions(self, user: CloudUser, *, limit: int = 100) -> list[LedgerEntry]:
-        """The user's movements, newest first."""
-        return list(self.db.scalars(
-            select(LedgerEntry).where(LedgerEntry.user_id == user.id)
-            .order_by(LedgerEntry.id.desc()).limit(limit)))
+    def transactions(self, user: CloudUser, *, limit: int = 100,
+                     request_id: int | None = None) -> list[LedgerEntry]:
+        """The user's movements (of one request, if given), newest first."""
+        query = select(LedgerEntry).where(LedgerEntry.user_id == user.id)
+        if request_id is not None:
+            query = query.where(LedgerEntry.request_id == request_id)
+        return list(self.db.scalars(query.order_by(LedgerEntry.id.desc()).limit(limit)))
 
     def charged_since(self, since: dt.datetime) -> Decimal:
         """CCUs charged (as a positive number) since ``since``, all users."""
@@ -184,6 +186,13 @@ class BillingService:
 
     def balance(self, user: CloudUser) -> Decimal:
         return self.ledger.balance(user)
+
+    def money_value(self, ccus_per_hour: Decimal) -> MoneyValue:
+        """``cloud_1000_ccus`` of ``cloud_currency`` buy 1000 CCUs; a month is 31 days, so the
+        figure is never below a real month's bill."""
+        hour = Decimal(ccus_per_hour) * Decimal(self.config["cloud_1000_ccus"]) / 1000
+        return MoneyValue(currency=self.config["cloud_currency"], hour=hour, day=hour * 24,
+                          month=hour * 24 * 31)
 
     def has_history(self, user: CloudUser, *, request_id: int | None = None) -> bool:
         query = select(LedgerEntry.id).where(LedgerEntry.user_id == user.id)

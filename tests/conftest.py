@@ -127,7 +127,14 @@ def pyramid_request(registry: Any, connection: Any) -> Iterator[Any]:
 
 
 def commit(request: Any) -> None:
-    """Commit the request's transaction (firing after-commit kicks) and begin a new one."""
+    """Commit the request's transaction (firing after-commit kicks) and begin a new one.
+
+    Marked changed even when this request only read: zope.sqlalchemy rolls a read-only
+    session back, and that would also undo what web requests of the test wrote meanwhile
+    (their savepoints sit inside this one's)."""
+    from zope.sqlalchemy import mark_changed
+
+    mark_changed(request.dbsession)
     request.tm.commit()
     request.tm.begin()
 

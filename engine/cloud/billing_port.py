@@ -40,9 +40,22 @@ class Quote:
         return self.per_appliance * self.quantity
 
 
+@dataclasses.dataclass(frozen=True)
+class MoneyValue:
+    """What CCUs per hour are worth in real money (display only; only CCUs are charged)."""
+
+    currency: str
+    hour: Decimal
+    day: Decimal
+    month: Decimal
+
+
 class BillingPort(Protocol):
     def quote(self, spec: RequestSpec) -> Quote:
         """Price per hour of a request from the enabled products."""
+
+    def money_value(self, ccus_per_hour: Decimal) -> MoneyValue:
+        """The real-money value of ``ccus_per_hour`` per hour, day and (31-day) month."""
 
     def balance(self, user: Any) -> Decimal:
         """The user's CCU balance (the sum of the ledger)."""

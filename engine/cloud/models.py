@@ -9,7 +9,7 @@ from decimal import Decimal
 from sqlalchemy import ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from engine.datacenter.models import Appliance, Image, Kernel, VirtualizationType
+from engine.datacenter.models import Appliance, Image, Kernel, Resource, VirtualizationType
 from engine.db import Base, UTCDateTime, utcnow
 from engine.types import JsonValue, Money, enum_type
 
@@ -254,4 +254,5 @@ class CloudAppliance(Base):
 
     request: Mapped[CloudRequest] = relationship(back_populates="appliances")
     appliance: Mapped[Appliance | None] = relationship()
+    resource: Mapped[Resource | None] = relationship(foreign_keys=[resource_id])
     addresses: Mapped[list[IpAddress]] = relationship(order_by="IpAddress.id")

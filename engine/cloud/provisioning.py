@@ -165,6 +165,8 @@ class ProvisioningService:
             ca.step = ProvisionStep.APPLIANCE
         elif step is ProvisionStep.APPLIANCE:
             resource = self._place(cloud_request, ca)
+            if resource is None:
+                return False  # a fitting machine is still booting: wait for its report
             self.appliances.assign_resource(ca.appliance, resource, actor=ACTOR)
             ca.resource_id = resource.id
             ca.step = ProvisionStep.RESOURCE
@@ -195,13 +197,15 @@ class ProvisioningService:
         self.db.flush()
         return True
 
-    def _place(self, cloud_request: CloudRequest, ca: CloudAppliance) -> Resource:
+    def _place(self, cloud_request: CloudRequest, ca: CloudAppliance) -> Resource | None:
         vtype = cloud_request.virtualization_type
-        resource = self.datacenter.claim_idle_resource(
-            vtype, cpus=cloud_request.cpus, memory_mb=cloud_request.memory_mb,
-            nics=cloud_request.network_cards)
+        fits = {"cpus": cloud_request.cpus, "memory_mb": cloud_request.memory_mb,
+                "nics": cloud_request.network_cards}
+        resource = self.datacenter.claim_idle_resource(vtype, **fits)
         if resource is not None:
             return resource
+        if self.datacenter.booting_fits(vtype, **fits):
+            return None
         if vtype.kind is VirtualizationKind.PHYSICAL:
             raise NoResources(f"no idle physical system with {cloud_request.cpus} CPU(s), "
                               f"{cloud_request.memory_mb} MB and {cloud_request.network_cards}"

@@ -76,6 +76,10 @@ TRANSITIONS: dict[RequestStatus, frozenset[RequestStatus]] = {
 }
 
 
+#: statuses whose stop time may still be moved
+EXTENDABLE = frozenset({RequestStatus.NEW, RequestStatus.APPROVED, RequestStatus.ACTIVE})
+
+
 def lock_row(db: Session, model: type, row_id: int) -> Any:
     """Load a row with a write lock (SQLite: its writers are serialised already)."""
     query = select(model).where(model.id == row_id)
@@ -641,6 +645,25 @@ class CloudRequestService:
             kick_after_commit(self.request, "cloud.sweep")
         return cloud_request
 
+    def allowed_actions(self, cloud_request: CloudRequest, *, actor: Actor) -> frozenset[str]:
+        """What ``actor`` may do with the request now: a subset of ``approve``, ``deny``,
+        ``deprovision``, ``extend``, ``remove`` (for showing only the buttons that work)."""
+        status, possible = cloud_request.status, TRANSITIONS[cloud_request.status]
+        actions = set()
+        if RequestStatus.DEPROVISION in possible:
+            actions.add("deprovision")
+        if status in EXTENDABLE:
+            actions.add("extend")
+        if actor.is_admin:
+            if RequestStatus.APPROVED in possible:
+                actions.add("approve")
+            if RequestStatus.DENIED in possible and not cloud_request.appliances:
+                actions.add("deny")
+            if status in (RequestStatus.NEW, RequestStatus.DENIED, RequestStatus.DONE,
+                          RequestStatus.NO_RESOURCES):
+                actions.add("remove")
+        return frozenset(actions)
+
     def approve(self, request_id: Any, *, actor: Actor) -> CloudRequest:
         self._admin_only(actor)
         return self.transition(self.get(request_id, actor=actor), RequestStatus.APPROVED,
@@ -681,8 +704,7 @@ class CloudRequestService:
 
     def extend(self, request_id: Any, stop: Any, *, actor: Actor) -> CloudRequest:
         cloud_request = self.get(request_id, actor=actor)
-        if cloud_request.status not in (RequestStatus.NEW, RequestStatus.APPROVED,
-                                        RequestStatus.ACTIVE):
+        if cloud_request.status not in EXTENDABLE:
             raise InvalidState(f"request {cloud_request.id} is {cloud_request.status.value} "
                                "and cannot be extended", field="request_id")
         stop = check_time(stop, field="stop")

@@ -3,6 +3,7 @@ the appliance life-cycle (add, start, stop, remove)."""
 
 from __future__ import annotations
 
+import datetime as dt
 import secrets
 from typing import Any
 
@@ -296,6 +297,21 @@ class DatacenterService:
         if supports_row_locks(self.db):
             query = query.with_for_update(skip_locked=True)
         return self.db.scalar(query)
+
+    def booting_fits(self, vtype: VirtualizationType, *, cpus: int, memory_mb: int,
+                     nics: int, within: dt.timedelta = dt.timedelta(minutes=10)) -> int:
+        """How many unclaimed resources of ``vtype`` that would fit are booting right now
+        (seen within ``within``): worth waiting for instead of giving up."""
+        since = utcnow() - within
+        claimed = select(Appliance.resource_id).where(Appliance.resource_id.is_not(None))
+        return self.db.scalar(
+            select(func.count(Resource.id)).where(
+                Resource.virtualization_type_id == vtype.id,
+                Resource.state.in_([ResourceState.UNKNOWN, ResourceState.BOOTING,
+                                    ResourceState.TRANSITION]),
+                Resource.cpus >= cpus, Resource.memory_mb >= memory_mb, Resource.nics >= nics,
+                Resource.id.not_in(claimed),
+                (Resource.created_at >= since) | (Resource.last_report_at >= since))) or 0
 
     def hosts_by_load(self, vm_type: VirtualizationType) -> list[tuple[Resource, int, int]]:
         """Hosts that can run VMs of ``vm_type``, least loaded first, with the CPUs and memory
