@@ -147,10 +147,13 @@ class LedgerService:
             select(func.coalesce(func.sum(LedgerEntry.amount), 0))
             .where(LedgerEntry.user_id == user.id)) or 0)
 
-    def transactions(self, user: CloudUser, *, limit: int = 100,
+    def transactions(self, user: CloudUser | None, *, limit: int = 100,
                      request_id: int | None = None) -> list[LedgerEntry]:
-        """The user's movements (of one request, if given), newest first."""
-        query = select(LedgerEntry).where(LedgerEntry.user_id == user.id)
+        """Movements of the user (None: everyone's) and of one request, if given, newest
+        first."""
+        query = select(LedgerEntry)
+        if user is not None:
+            query = query.where(LedgerEntry.user_id == user.id)
         if request_id is not None:
             query = query.where(LedgerEntry.request_id == request_id)
         return list(self.db.scalars(query.order_by(LedgerEntry.id.desc()).limit(limit)))

@@ -23,6 +23,11 @@ class AuthenticationFailed(QrmError):
     xmlrpc_code = 1
 
 
+class LoginThrottled(AuthenticationFailed):
+    """Too many failed log-ins for this name: refused for a while, even with the right
+    password."""
+
+
 class PermissionDenied(QrmError):
     code = "Client.PermissionDenied"
     xmlrpc_code = 2

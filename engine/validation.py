@@ -9,7 +9,8 @@ from typing import Any
 from engine.errors import ValidationError
 
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+#: syntax only; a host name without a dot (root@localhost) is a valid address on a LAN
+EMAIL_RE = re.compile(r"^[^@\s]+@[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$")
 
 
 def check_name(value: Any, *, field: str, min_length: int = 1, max_length: int = 50) -> str:

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from engine.db import utcnow
-from engine.errors import AuthenticationFailed
+from engine.errors import LoginThrottled
 from engine.events.models import Event, EventLevel
 
 MAX_FAILURES = 5
@@ -32,7 +32,7 @@ class LoginThrottle:
             Event.name == "login.failed", Event.actor == f"{role}:{name}",
             Event.time >= since))
         if failures >= MAX_FAILURES:
-            raise AuthenticationFailed(
+            raise LoginThrottled(
                 f"too many failed log-ins for {name}; try again in "
                 f"{int(WINDOW.total_seconds() // 60)} minutes")
 

@@ -57,6 +57,8 @@ from engine.validation import (
 )
 
 MIN_RUNTIME = dt.timedelta(hours=1)
+#: the password hash of a removed account kept for its ledger: no password verifies
+REMOVED_PASSWORD = "!removed"  # noqa: S105
 
 LIMIT_FIELDS = ("resource_limit", "memory_limit_mb", "disk_limit_mb", "cpu_limit",
                 "network_limit")
@@ -134,8 +136,12 @@ class CloudUserService:
     def names(self) -> list[str]:
         return list(self.db.scalars(select(CloudUser.name).order_by(CloudUser.name)))
 
-    def all(self) -> list[CloudUser]:
-        return list(self.db.scalars(select(CloudUser).order_by(CloudUser.name)))
+    def all(self, *, include_removed: bool = False) -> list[CloudUser]:
+        """Every cloud user by name; removed accounts (kept for their ledger) only if asked."""
+        query = select(CloudUser).order_by(CloudUser.name)
+        if not include_removed:
+            query = query.where(CloudUser.password_hash != REMOVED_PASSWORD)
+        return list(self.db.scalars(query))
 
     def authenticate(self, name: str, password: str) -> CloudUser:
         """The active cloud user with these credentials, or AuthenticationFailed."""
@@ -256,7 +262,7 @@ class CloudUserService:
             # requests and ledger rows refer to the user; keep the row, close the account
             user.status = CloudUserStatus.DISABLED
             user.name = f"{user.name}~removed~{user.id}"
-            user.password_hash = "!"  # noqa: S105 (no password verifies against it)
+            user.password_hash = REMOVED_PASSWORD
         else:
             self.db.delete(user)
         self.db.flush()
@@ -431,6 +437,11 @@ class CloudRequestService:
         if statuses is not None:
             query = query.where(CloudRequest.status.in_(list(statuses)))
         return list(self.db.scalars(query))
+
+    def count_by_status(self) -> dict[RequestStatus, int]:
+        """How many requests have each status (statuses without any are left out)."""
+        return dict(self.db.execute(select(CloudRequest.status, func.count(CloudRequest.id))
+                                    .group_by(CloudRequest.status)).all())
 
     def kernels(self, *, actor: Actor) -> list[Kernel]:
         kernels = list(self.db.scalars(select(Kernel).order_by(Kernel.name)))

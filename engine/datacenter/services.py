@@ -8,7 +8,7 @@ import secrets
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from engine.datacenter.models import (
     Appliance,
@@ -278,6 +278,21 @@ class DatacenterService:
                         message=f"image {image.name} may be mounted by "
                         + (f"resource {resource.id}" if resource else "nobody"))
 
+    # -- listings ---------------------------------------------------------------------------
+    def resources(self) -> list[tuple[Resource, Appliance | None]]:
+        """Every resource with the appliance running on it (if any), by id."""
+        query = (select(Resource, Appliance)
+                 .outerjoin(Appliance, Appliance.resource_id == Resource.id)
+                 .options(selectinload(Resource.virtualization_type),
+                          selectinload(Resource.host))
+                 .order_by(Resource.id))
+        return [(resource, appliance) for resource, appliance in self.db.execute(query)]
+
+    def resource_counts(self) -> dict[ResourceState, int]:
+        """How many resources are in each state (states without any are left out)."""
+        return dict(self.db.execute(
+            select(Resource.state, func.count(Resource.id)).group_by(Resource.state)).all())
+
     # -- resources for appliances -----------------------------------------------------------
     def claim_idle_resource(self, vtype: VirtualizationType, *, cpus: int, memory_mb: int,
                             nics: int) -> Resource | None:
@@ -413,6 +428,12 @@ class AppliancesService:
     def _hook(self, appliance: Appliance, action: str) -> None:
         self.plugins.hook.qrm_appliance_event(request=self.plugins.request, appliance=appliance,
                                               action=action)
+
+    def list(self) -> list[Appliance]:
+        """Every appliance with its resource, kernel and image, by name."""
+        return list(self.db.scalars(select(Appliance).options(
+            selectinload(Appliance.resource), selectinload(Appliance.kernel),
+            selectinload(Appliance.image)).order_by(Appliance.name)))
 
     def add(self, name: str, *, kernel: Kernel, image: Image, virtualization_type:
             VirtualizationType, actor: Actor, cpus: int = 0, memory_mb: int = 0, nics: int = 1,

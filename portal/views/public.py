@@ -10,7 +10,7 @@ from pyramid.view import view_config
 
 from engine.cloud.config import CloudConfigService
 from engine.cloud.services import CloudUserService
-from engine.errors import AuthenticationFailed, PermissionDenied, QrmError
+from engine.errors import AuthenticationFailed, LoginThrottled, PermissionDenied, QrmError
 from engine.i18n import LANGUAGES
 from engine.permissions import Permissions
 from engine.security import Actor
@@ -54,6 +54,9 @@ def login(request: Any) -> Any:
     users = request.find_service(CloudUserService)
     try:
         user = users.authenticate(values["name"].strip(), request.POST.get("password", ""))
+    except LoginThrottled:
+        return {"values": values, "error": translate(request, _(
+            "Too many failed log-ins. Please try again in a few minutes."))}
     except AuthenticationFailed:
         # one message whatever was wrong: no hint whether the name exists or is disabled
         return {"values": values, "error": translate(request, _("Wrong user name or password."))}

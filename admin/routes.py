@@ -1,0 +1,42 @@
+"""Every route of the console (the app factory mounts them under ``/admin``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+ID = r"{id:\d+}"
+
+
+def includeme(config: Any) -> None:
+    config.add_route("admin.login", "/login")
+    config.add_route("admin.logout", "/logout")
+    config.add_route("admin.language", "/language")
+    config.add_route("admin.dashboard", "/")
+
+    config.add_route("admin.cloud.requests", "/cloud/requests")
+    config.add_route("admin.cloud.requests.detail", f"/cloud/requests/{ID}")
+    config.add_route("admin.cloud.requests.approve", f"/cloud/requests/{ID}/approve")
+    config.add_route("admin.cloud.requests.deny", f"/cloud/requests/{ID}/deny")
+    config.add_route("admin.cloud.requests.deprovision", f"/cloud/requests/{ID}/deprovision")
+
+    config.add_route("admin.cloud.users", "/cloud/users")
+    config.add_route("admin.cloud.users.create", "/cloud/users/new")
+    config.add_route("admin.cloud.users.detail", f"/cloud/users/{ID}")
+    config.add_route("admin.cloud.users.status", f"/cloud/users/{ID}/status")
+    config.add_route("admin.cloud.users.credit", f"/cloud/users/{ID}/credit")
+    config.add_route("admin.cloud.users.balance", f"/cloud/users/{ID}/balance")
+    config.add_route("admin.cloud.users.limits", f"/cloud/users/{ID}/limits")
+    config.add_route("admin.cloud.users.remove", f"/cloud/users/{ID}/remove")
+
+    config.add_route("admin.resources", "/resources")
+    config.add_route("admin.appliances", "/appliances")
+
+    config.add_route("admin.events", "/events")
+    config.add_route("admin.events.acknowledge", f"/events/{ID}/acknowledge")
+
+    config.add_route("admin.cloud.config", "/cloud/config")
+    config.add_route("admin.cloud.products", "/cloud/products")
+    config.add_route("admin.cloud.products.add", "/cloud/products/add")
+    config.add_route("admin.cloud.products.enabled", f"/cloud/products/{ID}/enabled")
+    config.add_route("admin.cloud.products.price", f"/cloud/products/{ID}/price")
+    config.add_route("admin.cloud.products.remove", f"/cloud/products/{ID}/remove")

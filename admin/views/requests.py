@@ -1,0 +1,95 @@
+"""Cloud requests: the list, one request in detail, approve / deny / deprovision."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyramid.httpexceptions import HTTPBadRequest, HTTPSeeOther
+from pyramid.view import view_config
+
+from admin.i18n import _, translate
+from admin.rendering import flash, template
+from admin.views import acting_admin, matched_id, redirect, refuse_with_flash
+from billing.services import LedgerService
+from engine.cloud.models import RequestStatus
+from engine.cloud.services import CloudRequestService
+from engine.errors import QrmError
+from engine.events.services import EventService
+from engine.permissions import Permissions
+
+DONE_MESSAGES = {
+    "approve": _("Request ${id} approved."),
+    "deny": _("Request ${id} denied."),
+    "deprovision": _("Request ${id} is being deprovisioned."),
+}
+
+
+def _allowed_actions(request: Any) -> Any:
+    """For the templates: the buttons to offer are the actions the service allows."""
+    service, actor = request.find_service(CloudRequestService), acting_admin(request)
+    return lambda cloud_request: service.allowed_actions(cloud_request, actor=actor)
+
+
+def _status_filter(value: str | None) -> RequestStatus | None:
+    if not value:
+        return None
+    try:
+        return RequestStatus(value)
+    except ValueError:
+        raise HTTPBadRequest() from None
+
+
+@view_config(route_name="admin.cloud.requests", request_method="GET",
+             renderer=template("requests"), permission=Permissions.ADMIN_VIEW)
+def request_list(request: Any) -> dict[str, Any]:
+    status = _status_filter(request.GET.get("status"))
+    cloud_requests = request.find_service(CloudRequestService).list(
+        actor=acting_admin(request), statuses=[status] if status else None)
+    return {"cloud_requests": cloud_requests, "status": status, "statuses": list(RequestStatus),
+            "allowed_actions": _allowed_actions(request)}
+
+
+@view_config(route_name="admin.cloud.requests.detail", request_method="GET",
+             renderer=template("request_detail"), permission=Permissions.ADMIN_VIEW)
+def request_detail(request: Any) -> dict[str, Any]:
+    cloud_request = request.find_service(CloudRequestService).get(
+        matched_id(request), actor=acting_admin(request))
+    return {
+        "cloud_request": cloud_request,
+        "ledger": request.find_service(LedgerService).transactions(
+            None, request_id=cloud_request.id, limit=1000),
+        "events": request.find_service(EventService).recent(
+            limit=25, object_type="cloud_request", object_id=cloud_request.id),
+        "allowed_actions": _allowed_actions(request),
+    }
+
+
+def _act(request: Any, action: str) -> HTTPSeeOther:
+    request_id = matched_id(request)
+    service = request.find_service(CloudRequestService)
+    arguments = {} if action == "approve" else {"reason": request.POST.get("reason", "")}
+    try:
+        getattr(service, action)(request_id, actor=acting_admin(request), **arguments)
+    except QrmError as error:
+        refuse_with_flash(request, error)
+    else:
+        flash(request, translate(request, DONE_MESSAGES[action], id=request_id))
+    return redirect(request, "admin.cloud.requests.detail", id=request_id)
+
+
+@view_config(route_name="admin.cloud.requests.approve", request_method="POST",
+             permission=Permissions.ADMIN_MANAGE)
+def approve(request: Any) -> HTTPSeeOther:
+    return _act(request, "approve")
+
+
+@view_config(route_name="admin.cloud.requests.deny", request_method="POST",
+             permission=Permissions.ADMIN_MANAGE)
+def deny(request: Any) -> HTTPSeeOther:
+    return _act(request, "deny")
+
+
+@view_config(route_name="admin.cloud.requests.deprovision", request_method="POST",
+             permission=Permissions.ADMIN_MANAGE)
+def deprovision(request: Any) -> HTTPSeeOther:
+    return _act(request, "deprovision")
