@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 
 from engine.cloud.billing_port import Quote, RequestSpec
 from engine.cloud.models import Product, ProductType
+from engine.types import plain
 
 
 def _components(spec: RequestSpec) -> list[tuple[ProductType, str, str]]:
@@ -50,7 +51,7 @@ class PriceService:
         for product_type, quantity, label in _components(spec):
             price = enabled.get((product_type, quantity), Decimal(0))
             components.append({"type": product_type.value, "quantity": quantity,
-                               "label": label, "price": str(price)})
+                               "label": label, "price": plain(price)})
         per_appliance = sum((Decimal(c["price"]) for c in components), Decimal(0))
         return Quote(per_appliance=per_appliance, components=components,
                      quantity=spec.quantity)

@@ -38,7 +38,7 @@ from engine.events.models import EventLevel
 from engine.events.services import EventService
 from engine.plugins.manager import PluginService
 from engine.security import Actor
-from engine.types import quantize_ccus
+from engine.types import plain, quantize_ccus
 from engine.validation import check_text
 
 log = logging.getLogger(__name__)
@@ -223,8 +223,8 @@ class BillingService:
         if entry is not None:
             self.events.log(source="billing", name="ledger.credit" if amount > 0 else
                             "ledger.debit", actor=actor, obj=user,
-                            message=f"{amount:+} CCUs for {user.name} ({reason}); balance "
-                            f"{entry.balance_after}")
+                            message=f"{'+' if amount > 0 else ''}{plain(amount)} CCUs for "
+                            f"{user.name} ({reason}); balance {plain(entry.balance_after)}")
         return entry
 
     def set_balance(self, user: CloudUser, target: Any, *, comment: str,
@@ -270,7 +270,7 @@ class BillingService:
         return Movement(
             key=f"charge:appliance:{cloud_appliance.id}:hour:{hour}", amount=-amount,
             reason="Cloud Billing",
-            comment=f"{amount} CCUs for appliance {cloud_appliance.name} (request "
+            comment=f"{plain(amount)} CCUs for appliance {cloud_appliance.name} (request "
             f"{cloud_request.id}), hour from {period_start:%Y-%m-%d %H:%M} UTC"
             + (f": {detail}" if detail and replaced is None else ""),
             actor=actor, request_id=cloud_request.id, cloud_appliance_id=cloud_appliance.id,

@@ -26,6 +26,11 @@ def enum_type(enum_class: type[enum.Enum], length: int = 20) -> Enum:
     )
 
 
+def plain(value: Decimal) -> str:
+    """A CCU amount as people write it: ``7``, ``0.5`` (no ``7.0000``, no exponent)."""
+    return f"{Decimal(value).normalize():f}"
+
+
 def quantize_ccus(value: Any) -> Decimal:
     """Round a CCU amount to the ledger's precision (4 decimal places)."""
     return Decimal(value).quantize(Decimal("0.0001"))

@@ -10,6 +10,7 @@ from typing import Any
 
 from engine.cloud.billing_port import BillingPort, Quote, RequestSpec
 from engine.i18n import format_ccus
+from engine.types import plain
 from portal.i18n import format_money
 
 
@@ -21,8 +22,8 @@ def price_preview(request: Any, spec: RequestSpec) -> dict[str, Any]:
     money = {"hour": value.hour, "day": value.day, "month": value.month}
     locale = request.locale_name
     return {
-        "per_appliance": str(quote.per_appliance),
-        "total": str(quote.total),
+        "per_appliance": plain(quote.per_appliance),
+        "total": plain(quote.total),
         "quantity": quote.quantity,
         "components": quote.components,
         "currency": value.currency,

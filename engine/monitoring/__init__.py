@@ -12,4 +12,4 @@ def includeme(config: Any) -> None:
 
     config.register_service_factory(ResourceReportService.create_service, ResourceReportService)
     config.add_job("monitoring.health", health_job, 30)
-    config.add_job("plugins.monitor", plugins_monitor_job, 10)
+    config.add_job("plugins.monitor", plugins_monitor_job, 5)

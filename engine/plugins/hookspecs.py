@@ -80,7 +80,7 @@ def qrm_virtualization_drivers(request: Any) -> list[Any]:
 
 @hookspec
 def qrm_monitor(request: Any) -> None:
-    """Periodic work of a plugin (the ``plugins.monitor`` job, every 10 s). Started plugins,
+    """Periodic work of a plugin (the ``plugins.monitor`` job, every 5 s). Started plugins,
     in the job's own transaction."""
 
 

@@ -33,7 +33,7 @@ def test_request_goes_from_form_to_done_through_the_portal(testapp, demo_cloud,
                "quantity": "1"}
     quote = testapp.get("/requests/quote", params=choices).json
     # sim-vm 2 + kernel 0 + 2 CPUs 2 + 1 GB 4 + 5 GB 5 + 1 NIC 1
-    assert (quote["per_appliance"], quote["total"]) == ("14.0000", "14.0000")
+    assert (quote["per_appliance"], quote["total"]) == ("14", "14")
     assert Decimal(quote["money"]["day"]) == Decimal(quote["money"]["hour"]) * 24
 
     form = request_form(testapp, **choices)
