@@ -1,0 +1,224 @@
+"""The spyne side: one service class and one Application per endpoint, built from
+``soap.operations.OPERATIONS``, and the glue that runs it inside a Pyramid request.
+
+Each endpoint gets its own ``ServiceBase`` subclass and its own fault classes: spyne moves a
+service's (and a declared fault's) types into the namespace of the Application that
+registers it, so sharing them between the two Applications breaks the second WSDL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import re
+from collections.abc import Callable
+from typing import Any, ClassVar
+from xml.sax.saxutils import quoteattr
+
+from pyramid.response import Response
+from spyne import Application, Fault, ServiceBase, rpc
+from spyne.protocol.soap import Soap11
+from spyne.protocol.xml import SchemaValidationError
+from spyne.server.wsgi import WsgiApplication
+
+from engine.errors import QrmError
+from soap.credentials import authenticate
+from soap.errors import FAULT_CODES, SERVER_ERROR, describe, retryable
+from soap.operations import Operation, operations_for
+from soap.types import spyne_type, to_wire
+from soap.xmlsafety import refuse_dtd
+
+NAMESPACES = {"cloudadmin": "urn:qrmcloud:cloudadmin", "clouduser": "urn:qrmcloud:clouduser"}
+APPLICATION_NAMES = {"cloudadmin": "CloudAdmin", "clouduser": "CloudUser"}
+
+#: where the Pyramid request travels through spyne (``ctx.transport.req_env``)
+REQUEST_KEY = "qrm.pyramid_request"
+#: a retryable error (deadlock, serialization failure) seen inside spyne
+RETRYABLE_KEY = "qrm.retryable_error"
+_PLACEHOLDER_ADDRESS = "http://soap-address.invalid/"
+_ADDRESS_ATTRIBUTE = f'location="{_PLACEHOLDER_ADDRESS}"'.encode()
+
+_LXML_PREFIX_RE = re.compile(r"^<string>:\d+:\d+:\w+:\w+:\w+: ")
+_ELEMENT_RE = re.compile(r"(?:Element )?'(?:\{[^}]*\})?([^']+)':? ")
+
+
+class SafeSoap11(Soap11):
+    """SOAP 1.1 with schema validation whose parser never loads a DTD, resolves an entity
+    or touches the network, and which refuses documents that carry a DTD at all."""
+
+    def __init__(self) -> None:
+        super().__init__(validator="lxml", resolve_entities=False, no_network=True,
+                         load_dtd=False, dtd_validation=False, huge_tree=False)
+
+    def create_in_document(self, ctx: Any, charset: str | None = None) -> None:
+        chunks = list(ctx.in_string)
+        document = b"".join(chunk if isinstance(chunk, bytes) else chunk.encode("utf-8")
+                            for chunk in chunks)
+        try:
+            refuse_dtd(document)
+        except QrmError as error:
+            raise Fault(error.code, error.message) from None
+        ctx.in_string = [document]
+        super().create_in_document(ctx, charset)
+
+
+def _make_faults() -> dict[str, type[Fault]]:
+    """One Fault class per contract faultcode (fresh classes for each Application)."""
+    faults = {}
+    for code in FAULT_CODES:
+        name = "ServerError" if code == SERVER_ERROR else code.split(".", 1)[1]
+
+        def __init__(self: Fault, faultstring: str = "", _code: str = code) -> None:
+            Fault.__init__(self, faultcode=_code, faultstring=faultstring)
+
+        faults[code] = type(name, (Fault,), {"__type_name__": name, "__init__": __init__})
+    return faults
+
+
+class ApiService(ServiceBase):
+    """Base of the endpoint services: authenticates every call and turns errors into the
+    contract's faults."""
+
+    role: ClassVar[str]
+    faults: ClassVar[dict[str, type[Fault]]]
+
+    @classmethod
+    def call_wrapper(cls, ctx: Any, args: Any = None) -> Any:
+        request = ctx.transport.req_env[REQUEST_KEY]
+        try:
+            request.api_actor = authenticate(request, cls.role, ctx.in_header_doc)
+            result = super().call_wrapper(ctx, args)
+            request.dbsession.flush()  # constraint errors surface here, as faults
+            return result
+        except Exception as error:
+            if retryable(request, error):
+                # spyne answers every exception with a fault; the view raises this one
+                # again instead, so that pyramid_retry runs the call once more
+                ctx.transport.req_env[RETRYABLE_KEY] = error
+                raise cls.faults[SERVER_ERROR]("retrying") from None
+            code, text = describe(error, face="SOAP")
+            raise cls.faults[code](text) from None
+
+
+def _method(operation: Operation, faults: dict[str, type[Fault]]) -> Callable[..., Any]:
+    def method(ctx: Any, *args: Any) -> Any:
+        request = ctx.transport.req_env[REQUEST_KEY]
+        values = [_utc(value) for value in args]
+        return to_wire(operation.returns, operation.call(request, request.api_actor, values))
+
+    method.__name__ = operation.name
+    method.__doc__ = operation.doc
+    return rpc(*(spyne_type(param.kind, param.doc) for param in operation.params),
+               _args=tuple(param.name for param in operation.params),
+               _returns=spyne_type(operation.returns), _throws=list(faults.values()),
+               _operation_name=operation.name)(method)
+
+
+def _utc(value: Any) -> Any:
+    # xs:dateTime without a zone is read as UTC: the contract's times are all UTC
+    if isinstance(value, dt.datetime) and value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value
+
+
+def build_application(role: str) -> Application:
+    """The spyne Application of one endpoint (``cloudadmin`` or ``clouduser``)."""
+    faults = _make_faults()
+    members: dict[str, Any] = {"role": role, "faults": faults,
+                               "__doc__": f"The {role} operations of QRM Cloud."}
+    for operation in operations_for(role):
+        members[operation.name] = _method(operation, faults)
+    service = type(f"{APPLICATION_NAMES[role]}Service", (ApiService,), members)
+    return Application([service], tns=NAMESPACES[role], name=APPLICATION_NAMES[role],
+                       in_protocol=SafeSoap11(), out_protocol=Soap11())
+
+
+class _Server(WsgiApplication):
+    """spyne's WSGI server, with every fault it produces itself (schema validation, unknown
+    operation, syntax) mapped onto the contract's faults."""
+
+    def __init__(self, app: Application, faults: dict[str, type[Fault]]) -> None:
+        super().__init__(app)
+        self.faults = faults
+
+    def handle_error(self, p_ctx: Any, others: Any, error: Any, start_response: Any) -> Any:
+        error = self.normalize(error)
+        p_ctx.out_error = error
+        return super().handle_error(p_ctx, others, error, start_response)
+
+    def normalize(self, error: Any) -> Fault:
+        code = getattr(error, "faultcode", "") or ""
+        if isinstance(error, tuple(self.faults.values())):
+            return error
+        text = error.faultstring if isinstance(error, Fault) else ""
+        text = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text or "")
+        if isinstance(error, SchemaValidationError):
+            return self.faults["Client.ValidationError"](_schema_message(text))
+        if code == "Client.ResourceNotFound":
+            return self.faults["Client.NotFound"](f"no such operation at this endpoint: {text}")
+        if code in FAULT_CODES:
+            return self.faults[code](text)
+        if code.startswith("Client"):
+            return self.faults["Client.ValidationError"](text or "the request is not valid")
+        _, text = describe(error if isinstance(error, BaseException) else RuntimeError(text),
+                           face="SOAP")
+        return self.faults[SERVER_ERROR](text)
+
+
+def _schema_message(text: str) -> str:
+    # lxml says "<string>:1:0:ERROR:SCHEMASV:...: Element '{urn:...}memory_mb': 'abc' is not
+    # a valid value of ..."; the sentence is led by the parameter's name instead.
+    text = _LXML_PREFIX_RE.sub("", text.strip())
+    match = _ELEMENT_RE.match(text)
+    if match is None:
+        return f"the request is not valid: {text}"
+    if "No matching global declaration" in text:
+        return f"{match.group(1)}: no such operation at this endpoint"
+    return f"{match.group(1)}: {text[match.end():]}"
+
+
+class SoapEndpoint:
+    """One SOAP endpoint mounted in Pyramid: serves its WSDL and runs calls in the request's
+    transaction (a fault dooms it, so a refused call changes nothing)."""
+
+    def __init__(self, role: str) -> None:
+        self.role = role
+        self.application = build_application(role)
+        faults = self.application.services[0].faults
+        self.server = _Server(self.application, faults)
+        # spyne builds a WSDL once per Wsdl11 object (a second build loses the service
+        # element), so it is built once with a placeholder address filled in per request
+        wsdl11 = self.server.doc.wsdl11
+        wsdl11.build_interface_document(_PLACEHOLDER_ADDRESS)
+        self._wsdl: bytes = wsdl11.get_interface_document()
+        if self._wsdl.count(_ADDRESS_ATTRIBUTE) != 1:
+            raise RuntimeError("the WSDL's soap:address cannot be found")
+
+    def wsdl(self, location: str) -> bytes:
+        """The WSDL whose soap:address is ``location``."""
+        return self._wsdl.replace(_ADDRESS_ATTRIBUTE,
+                                  f"location={quoteattr(location)}".encode())
+
+    def call(self, request: Any) -> Response:
+        """Run one SOAP call through spyne and answer with its response."""
+        body = request.body
+        environ = dict(request.environ)
+        environ.update({"wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body)),
+                        REQUEST_KEY: request})
+        started: dict[str, Any] = {}
+
+        def start_response(status: str, headers: list, exc_info: Any = None) -> None:
+            started.update(status=status, headers=headers)
+
+        chunks = self.server(environ, start_response)
+        try:
+            payload = b"".join(chunks)
+        finally:
+            getattr(chunks, "close", lambda: None)()
+        if not started["status"].startswith("2"):
+            request.tm.doom()
+            if environ.get(RETRYABLE_KEY) is not None:
+                raise environ[RETRYABLE_KEY]  # pyramid_retry runs the call again
+        headers = [(name, value) for name, value in started["headers"]
+                   if name.lower() != "content-length"]
+        return Response(body=payload, status=started["status"], headerlist=headers)

@@ -1,0 +1,134 @@
+"""The wire types of the SOAP API, shared by both endpoints in ``urn:qrmcloud:types``.
+
+Members and their order follow SOAP-API.md. Decimals are ``xs:decimal`` (``Decimal`` in
+Python), times ``xs:dateTime`` in UTC. Every member may be nil (spyne's default), which the
+contract needs for ``last_bill``, ``resource_id``, ``load``, ``uptime_s`` and ``request_id``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from spyne import (
+    Array,
+    Boolean,
+    ComplexModel,
+    DateTime,
+    Decimal,
+    Integer32,
+    Unicode,
+)
+
+TYPES_NS = "urn:qrmcloud:types"
+
+
+def _array(item: Any) -> Any:
+    array = Array(item)
+    # an explicit namespace: otherwise the first Application that meets the array claims it
+    array.__namespace__ = TYPES_NS
+    return array
+
+
+StringArray = _array(Unicode)
+IntArray = _array(Integer32)
+
+
+class CloudUser(ComplexModel):
+    __namespace__ = TYPES_NS
+    _type_info = [
+        ("id", Integer32), ("name", Unicode), ("lastname", Unicode), ("forename", Unicode),
+        ("email", Unicode), ("street", Unicode), ("city", Unicode), ("country", Unicode),
+        ("phone", Unicode), ("status", Unicode(doc="active, disabled or pending")),
+        ("ccus", Decimal(doc="CCU balance")), ("language", Unicode),
+    ]
+
+
+class CloudUserLimits(ComplexModel):
+    __namespace__ = TYPES_NS
+    _type_info = [
+        ("resource_limit", Integer32), ("memory_limit_mb", Integer32),
+        ("disk_limit_mb", Integer32), ("cpu_limit", Integer32), ("network_limit", Integer32),
+    ]
+
+
+class CloudRequest(ComplexModel):
+    __namespace__ = TYPES_NS
+    _type_info = [
+        ("id", Integer32), ("cloud_user", Unicode),
+        ("status", Unicode(doc="new, approved, active, denied, deprovision, done or "
+                               "no-resources")),
+        ("created", DateTime), ("start", DateTime), ("stop", DateTime), ("kernel", Unicode),
+        ("image", Unicode), ("memory_mb", Integer32), ("cpus", Integer32),
+        ("disk_mb", Integer32), ("network_cards", Integer32), ("quantity", Integer32),
+        ("virtualization", Unicode), ("ha", Boolean), ("clone_on_deploy", Boolean),
+        ("puppet_groups", StringArray), ("appliance_ids", IntArray),
+        ("last_bill", DateTime(doc="time of the last hourly charge; nil: never charged")),
+    ]
+
+
+class CloudAppliance(ComplexModel):
+    __namespace__ = TYPES_NS
+    _type_info = [
+        ("id", Integer32), ("request_id", Integer32), ("name", Unicode),
+        ("state", Unicode(doc="provisioning, active, paused, error, deprovisioning or "
+                              "removed")),
+        ("resource_id", Integer32), ("resource_type", Unicode), ("internal_ip", Unicode),
+        ("ip_addresses", StringArray), ("kernel", Unicode), ("image", Unicode),
+        ("disk_mb", Integer32), ("memory_mb", Integer32), ("cpus", Integer32),
+        ("load", Decimal), ("uptime_s", Integer32), ("comment", Unicode),
+    ]
+
+
+class Transaction(ComplexModel):
+    __namespace__ = TYPES_NS
+    _type_info = [
+        ("id", Integer32), ("time", DateTime), ("cloud_user", Unicode),
+        ("request_id", Integer32),
+        ("amount", Decimal(doc="CCUs: > 0 a credit, < 0 a charge")),
+        ("balance", Decimal(doc="the balance after this movement")),
+        ("reason", Unicode), ("comment", Unicode),
+    ]
+
+
+TransactionArray = _array(Transaction)
+
+
+class Product(ComplexModel):
+    __namespace__ = TYPES_NS
+    _type_info = [
+        ("id", Integer32),
+        ("type", Unicode(doc="cpu, disk, ha, kernel, memory, network, puppet, quantity or "
+                             "resource")),
+        ("sort_id", Integer32), ("quantity", Unicode(doc="the value offered")),
+        ("price", Decimal(doc="CCUs per hour")), ("name", Unicode), ("description", Unicode),
+        ("enabled", Boolean),
+    ]
+
+
+#: parameter and return kinds of ``soap.operations`` -> spyne types
+KINDS: dict[str, Any] = {
+    "string": Unicode, "int": Integer32, "decimal": Decimal, "boolean": Boolean,
+    "datetime": DateTime, "strings": StringArray, "ints": IntArray,
+}
+
+#: complex return types by the name ``soap.operations`` uses
+COMPLEX: dict[str, Any] = {
+    "CloudUser": CloudUser, "CloudUserLimits": CloudUserLimits, "CloudRequest": CloudRequest,
+    "CloudAppliance": CloudAppliance, "Transaction": Transaction,
+    "Transaction[]": TransactionArray, "Product": Product,
+}
+
+
+def spyne_type(kind: str, doc: str = "") -> Any:
+    """The spyne type of a parameter or return kind, documented with ``doc``."""
+    base = KINDS.get(kind) or COMPLEX[kind]
+    return base.customize(doc=doc) if doc else base
+
+
+def to_wire(kind: str, value: Any) -> Any:
+    """Turn an operation's plain return value into what spyne serializes for ``kind``."""
+    if kind == "Transaction[]":
+        return [Transaction(**item) for item in value]
+    if kind in COMPLEX:
+        return COMPLEX[kind](**value)
+    return value

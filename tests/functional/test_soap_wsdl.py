@@ -1,0 +1,98 @@
+"""The WSDL documents of the two SOAP endpoints."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from lxml import etree
+
+from soap.operations import OPERATIONS, operations_for
+
+NS = {"wsdl": "http://schemas.xmlsoap.org/wsdl/",
+      "soap": "http://schemas.xmlsoap.org/wsdl/soap/",
+      "xs": "http://www.w3.org/2001/XMLSchema"}
+TYPES = {"CloudUser", "CloudUserLimits", "CloudRequest", "CloudAppliance", "Transaction",
+         "Product"}
+FAULTS = {"AuthenticationFailed", "PermissionDenied", "NotFound", "ValidationError",
+          "LimitExceeded", "InsufficientCredit", "InvalidState", "ServerError"}
+
+
+def wsdl(testapp: Any, endpoint: str, host: str = "localhost") -> Any:
+    response = testapp.get(f"/soap/{endpoint}?wsdl", extra_environ={"HTTP_HOST": host})
+    assert response.content_type == "text/xml"
+    return etree.fromstring(response.body)
+
+
+def operations(document: Any) -> list[str]:
+    return [op.get("name") for op in document.findall("wsdl:portType/wsdl:operation", NS)]
+
+
+@pytest.mark.parametrize(("endpoint", "namespace"), [
+    ("cloudadmin", "urn:qrmcloud:cloudadmin"), ("clouduser", "urn:qrmcloud:clouduser")])
+def test_wsdl_describes_every_operation_of_its_endpoint(testapp: Any, endpoint: str,
+                                                        namespace: str) -> None:
+    """Each WSDL has its own target namespace and all of its operations, documented."""
+    document = wsdl(testapp, endpoint)
+    assert document.get("targetNamespace") == namespace
+    assert operations(document) == [op.name for op in operations_for(endpoint)]
+    for operation in document.findall("wsdl:portType/wsdl:operation", NS):
+        assert operation.findtext("wsdl:documentation", namespaces=NS)
+        assert {fault.get("name") for fault in operation.findall("wsdl:fault", NS)} == FAULTS
+
+
+def test_cloud_user_wsdl_leaves_out_the_admin_operations(testapp: Any) -> None:
+    """The cloud-user endpoint offers everything but the admin-only operations."""
+    names = set(operations(wsdl(testapp, "clouduser")))
+    assert names == {op.name for op in OPERATIONS if not op.admin_only}
+    assert "CloudUserCreate" not in names
+
+
+def test_shared_types_live_in_the_types_namespace(testapp: Any) -> None:
+    """The six complex types are declared once, in urn:qrmcloud:types, with the contract's
+    members in order."""
+    document = wsdl(testapp, "clouduser")
+    schema = document.find("wsdl:types/xs:schema[@targetNamespace='urn:qrmcloud:types']", NS)
+    declared = {element.get("name") for element in schema.findall("xs:complexType", NS)}
+    assert declared >= TYPES
+    members = [element.get("name") for element in schema.findall(
+        "xs:complexType[@name='Transaction']/xs:sequence/xs:element", NS)]
+    assert members == ["id", "time", "cloud_user", "request_id", "amount", "balance",
+                       "reason", "comment"]
+    types = {element.get("name"): element.get("type") for element in schema.findall(
+        "xs:complexType[@name='CloudRequest']/xs:sequence/xs:element", NS)}
+    assert (types["created"], types["memory_mb"]) == ("xs:dateTime", "xs:int")
+    assert types["puppet_groups"].endswith(":stringArray")
+    assert types["appliance_ids"].endswith(":intArray")
+
+
+def test_parameters_are_documented(testapp: Any) -> None:
+    """Every parameter element carries its sentence from the operation table."""
+    document = wsdl(testapp, "cloudadmin")
+    schema = document.find("wsdl:types/xs:schema[@targetNamespace='urn:qrmcloud:cloudadmin']",
+                           NS)
+    provision = schema.find("xs:complexType[@name='CloudProvision']", NS)
+    names = [element.get("name") for element in provision.findall("xs:sequence/xs:element",
+                                                                   NS)]
+    assert names == ["cloud_user", "start", "stop", "kernel", "image", "memory_mb", "cpus",
+                     "disk_mb", "network_cards", "quantity", "virtualization", "ha",
+                     "puppet_groups"]
+    for element in provision.findall("xs:sequence/xs:element", NS):
+        assert element.findtext("xs:annotation/xs:documentation", namespaces=NS)
+
+
+def test_address_comes_from_the_request_url(testapp: Any) -> None:
+    """soap:address is the URL the WSDL was fetched from (each host its own)."""
+    for host in ("localhost", "api.example.org:8443"):
+        address = wsdl(testapp, "cloudadmin", host).find(
+            "wsdl:service/wsdl:port/soap:address", NS).get("location")
+        assert address == f"http://{host}/soap/cloudadmin"
+
+
+def test_address_comes_from_the_public_url_behind_a_proxy(
+        testapp: Any, registry: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With qrm.public_url set, soap:address is built from it."""
+    monkeypatch.setitem(registry.settings, "qrm.public_url", "https://cloud.example.com/qrm/")
+    address = wsdl(testapp, "clouduser").find("wsdl:service/wsdl:port/soap:address",
+                                              NS).get("location")
+    assert address == "https://cloud.example.com/qrm/soap/clouduser"
