@@ -33,7 +33,7 @@ from engine.cloud.models import (
 )
 from engine.datacenter.services import supports_row_locks
 from engine.db import utcnow
-from engine.errors import ValidationError
+from engine.errors import NotFound, ValidationError
 from engine.events.models import EventLevel
 from engine.events.services import EventService
 from engine.plugins.manager import PluginService
@@ -215,6 +215,9 @@ class BillingService:
             raise ValidationError("amount must not be zero", field="amount")
         if abs(amount) >= Decimal("1e12"):
             raise ValidationError("amount is too large", field="amount")
+        if request_id is not None and self.db.scalar(select(CloudRequest.user_id).where(
+                CloudRequest.id == request_id)) != user.id:
+            raise NotFound(f"{user.name} has no request {request_id}", field="request_id")
         reason = check_text(reason, field="reason", max_length=50, required=True)
         comment = check_text(comment, field="comment", max_length=255)
         entry = self.ledger.post(user, amount, key=key or f"manual:{uuid.uuid4()}",

@@ -22,6 +22,19 @@ _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash("not-a-real-password")
 
 
+def configure_password_hashing(settings: dict[str, Any]) -> None:
+    """argon2 costs from the settings (``qrm.argon2.time_cost``, ``.memory_cost`` in KiB,
+    ``.parallelism``); the library's defaults otherwise. Every hash carries its parameters,
+    so existing ones keep verifying after a change."""
+    global _hasher  # noqa: PLW0603  (one hasher per process, set at start-up)
+    defaults = PasswordHasher()
+    _hasher = PasswordHasher(
+        time_cost=int(settings.get("qrm.argon2.time_cost", defaults.time_cost)),
+        memory_cost=int(settings.get("qrm.argon2.memory_cost", defaults.memory_cost)),
+        parallelism=int(settings.get("qrm.argon2.parallelism", defaults.parallelism)),
+    )
+
+
 def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
@@ -108,6 +121,7 @@ class SecurityPolicy:
 
 def includeme(config: Any) -> None:
     settings = config.get_settings()
+    configure_password_hashing(settings)
     from engine.settings import as_bool
 
     config.set_session_factory(

@@ -304,7 +304,7 @@ def product_get_list(request: Any, actor: Actor, *, product_type: str | None) ->
     product_type = (product_type or "").strip()
     wanted = products.parse_type(product_type) if product_type else None
     # ProductService.list takes no actor; cloud users see the enabled offers only.
-    return [product.id for product in products.list(wanted, enabled_only=actor.is_cloud_user)]
+    return [product.id for product in products.list(wanted, actor=actor)]
 
 
 def product_get_details(request: Any, actor: Actor, *, product_id: Any) -> dict[str, Any]:

@@ -66,6 +66,11 @@ def app_settings(db_url: str) -> dict[str, Any]:
         "qrm.scheduler": "false",
         "qrm.sim.boot_delay": "0",
         "pyramid.default_locale_name": "en",
+        # cheap hashes: every log-in and API call verifies one (production keeps the
+        # library's costs)
+        "qrm.argon2.time_cost": "1",
+        "qrm.argon2.memory_cost": "1024",
+        "qrm.argon2.parallelism": "1",
     }
 
 
@@ -234,5 +239,16 @@ def live_server(committing_registry: Any, monkeypatch: pytest.MonkeyPatch) -> It
         yield types.SimpleNamespace(url=f"http://127.0.0.1:{port}", registry=committing_registry,
                                     password=DEMO_PASSWORD, port=port)
     finally:
-        server.close()
-        thread.join(timeout=5)
+        stop_server(server)
+        thread.join(timeout=10)
+
+
+def stop_server(server: Any) -> None:
+    """Stop a waitress server: its loop ends once every channel is closed, including the
+    keep-alive connections of clients, so they are closed from inside the loop's thread."""
+
+    def close_everything() -> None:
+        for channel in list(server._map.values()):
+            channel.close()
+
+    server.trigger.pull_trigger(close_everything)

@@ -318,8 +318,11 @@ class ProductService:
                 f"product_type must be one of {', '.join(t.value for t in ProductType)}",
                 field="product_type") from None
 
-    def list(self, product_type: ProductType | None = None, *,
-             enabled_only: bool = False) -> list[Product]:
+    def list(self, product_type: ProductType | None = None, *, enabled_only: bool = False,
+             actor: Actor | None = None) -> list[Product]:
+        """Products by type and display order; a cloud user sees enabled ones only."""
+        if actor is not None and actor.is_cloud_user:
+            enabled_only = True
         query = select(Product).order_by(Product.type, Product.sort_id, Product.id)
         if product_type is not None:
             query = query.where(Product.type == product_type)

@@ -14,11 +14,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from argon2 import PasswordHasher
 from pyramid.router import Router
 from waitress.server import create_server
 
-import engine.security
 from billing.services import BillingService
 from engine.app import make_config
 from engine.cloud.demo import load_demo
@@ -27,7 +25,7 @@ from engine.cloud.services import CloudRequestService, CloudUserService, Product
 from engine.db import get_engine, get_session_factory
 from engine.scheduler.runner import run_in_transaction
 from engine.security import Actor
-from tests.conftest import DEMO_PASSWORD, migrate, run_jobs
+from tests.conftest import DEMO_PASSWORD, migrate, run_jobs, stop_server
 
 #: what the interop requests ask for; offered as products where the seeded price list has
 #: no such product
@@ -57,17 +55,6 @@ def offer_products(request: Any) -> None:
             if (product_type, quantity) not in existing:
                 products.add(product_type, quantity, 1, f"{product_type.value} {quantity}",
                              actor=Actor.system("tests"))
-
-
-def stop(server: Any) -> None:
-    """Stop a waitress server: its loop ends once every channel is closed, including the
-    keep-alive connections of clients, so they are closed from inside the loop's thread."""
-
-    def close_everything() -> None:
-        for channel in list(server._map.values()):
-            channel.close()
-
-    server.trigger.pull_trigger(close_everything)
 
 
 ADMIN = Actor.system("tests")
@@ -141,7 +128,7 @@ def serve(settings: dict[str, Any], url: str) -> Iterator[types.SimpleNamespace]
                                     password=DEMO_PASSWORD, port=port,
                                     run_jobs=lambda: run_jobs(registry))
     finally:
-        stop(server)
+        stop_server(server)
         thread.join(timeout=5)
         if not url.startswith("sqlite"):
             migrate(engine, fresh=True)
@@ -157,11 +144,6 @@ def api_server(app_settings: dict[str, Any], db_url: str,
     if db_url.startswith("sqlite"):
         directory: pathlib.Path = tmp_path_factory.mktemp("interop")
         url = f"sqlite:///{directory / 'api.sqlite'}"
-    with pytest.MonkeyPatch.context() as patch:
-        # Every API call verifies a password; with production argon2 costs (about 0.4 s per
-        # check here) a module of calls takes minutes. Hashes carry their own parameters,
-        # so only the accounts made by these tests get the cheap ones.
-        patch.setattr(engine.security, "_hasher", PasswordHasher(
-            time_cost=1, memory_cost=1024, parallelism=1))
-        with serve(app_settings, url) as server:
-            yield server
+    # app_settings carry cheap argon2 costs: every API call verifies a password
+    with serve(app_settings, url) as server:
+        yield server
