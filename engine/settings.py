@@ -15,6 +15,7 @@ from typing import Any
 ENVIRONMENT_OVERRIDES = {
     "QRM_DATABASE_URL": "sqlalchemy.url",
     "QRM_SESSION_SECRET": "qrm.session_secret",
+    "QRM_SECRET_KEY": "qrm.secret_key",
     "QRM_PUBLIC_URL": "qrm.public_url",
     "QRM_SCHEDULER": "qrm.scheduler",
     "QRM_SIM_BOOT_DELAY": "qrm.sim.boot_delay",

@@ -4,8 +4,7 @@ The cloud-admin endpoints take admin accounts only, the cloud-user endpoints act
 users only; the accounts' services check the passwords. A UsernameToken may carry its
 password as text or as a digest (``b64(sha1(nonce + created + password))``); a token whose
 ``Created`` is more than five minutes away from now is refused, and so is a digest nonce seen
-before within that window. A digest can only be verified by a service that keeps a digest
-secret per account (see ``_login_digest``).
+before within that window. The accounts' services check digests (``engine.accounts.digest``).
 """
 
 from __future__ import annotations
@@ -14,9 +13,6 @@ import base64
 import binascii
 import dataclasses
 import datetime as dt
-import hashlib
-import threading
-import time
 from collections.abc import Iterable
 from typing import Any
 
@@ -87,13 +83,6 @@ def parse_username_token(header_elements: Iterable[Any] | None) -> UsernameToken
         digest=password_type == PASSWORD_DIGEST, nonce=nonce, created=created)
 
 
-def password_digest(nonce: bytes, created: str, password: str) -> str:
-    """The WS-Security PasswordDigest: ``b64(sha1(nonce + created + password))``."""
-    digest = hashlib.sha1(nonce + created.encode() + password.encode(),
-                          usedforsecurity=False).digest()
-    return base64.b64encode(digest).decode("ascii")
-
-
 def check_created(created: str | None, *, now: dt.datetime | None = None) -> None:
     """Refuse a token created more than five minutes ago (or ahead)."""
     if created is None:
@@ -113,27 +102,6 @@ def check_created(created: str | None, *, now: dt.datetime | None = None) -> Non
                                    "the client's clock")
 
 
-class NonceCache:
-    """Digest nonces seen within the freshness window (per process)."""
-
-    def __init__(self, lifetime: float = FRESHNESS.total_seconds() * 2) -> None:
-        self.lifetime = lifetime
-        self._seen: dict[tuple[str, bytes], float] = {}
-        self._lock = threading.Lock()
-
-    def check_and_add(self, username: str, nonce: bytes) -> None:
-        now = time.monotonic()
-        with self._lock:
-            self._seen = {key: expiry for key, expiry in self._seen.items() if expiry > now}
-            if (username, nonce) in self._seen:
-                raise AuthenticationFailed("this UsernameToken nonce was used before; send a "
-                                           "fresh token")
-            self._seen[(username, nonce)] = now + self.lifetime
-
-
-NONCES = NonceCache()
-
-
 def authenticate(request: Any, role: str, header_elements: Iterable[Any] | None = None
                  ) -> Actor:
     """The actor of one API call, from a UsernameToken in ``header_elements`` or from HTTP
@@ -150,7 +118,6 @@ def authenticate(request: Any, role: str, header_elements: Iterable[Any] | None 
         return _login(request, role, token.username, token.password)
     if token.nonce is None or token.created is None:
         raise AuthenticationFailed("a PasswordDigest token needs a Nonce and a Created")
-    NONCES.check_and_add(token.username, token.nonce)
     return _login_digest(request, role, token)
 
 
@@ -179,18 +146,13 @@ def _refuse_cloud_user(users: CloudUserService, username: str, password: str) ->
 
 
 def _login_digest(request: Any, role: str, token: UsernameToken) -> Actor:
-    # Passwords are stored as one-way (argon2) hashes, so a digest can only be checked by a
-    # service that keeps a digest secret per account: ``authenticate_digest(name, digest=,
-    # nonce=, created=)`` on CloudUserService and AccountService. Until they offer it, digest
-    # tokens are refused with a sentence saying what to send instead.
-    service = request.find_service(CloudUserService if role == USER_ROLE else AccountService)
-    verify = getattr(service, "authenticate_digest", None)
-    if verify is None:
-        raise AuthenticationFailed("PasswordDigest tokens cannot be checked by this server "
-                                   "(it keeps no reversible passwords); send PasswordText "
-                                   "over HTTPS or use HTTP Basic")
-    account = verify(token.username, digest=token.password, nonce=token.nonce,
-                     created=token.created)
+    # the services check the digest against the account's sealed password and record the
+    # nonce in the database, so no worker accepts a replay
+    check = {"digest": token.password, "nonce": token.nonce, "created": token.created}
     if role == USER_ROLE:
-        return Actor.cloud_user(account.name, account.id)
-    return Actor.admin(account.name, account.id)
+        user = request.find_service(CloudUserService).authenticate_digest(
+            token.username, **check)
+        return Actor.cloud_user(user.name, user.id)
+    admin = request.find_service(AccountService).authenticate_admin_digest(
+        token.username, **check)
+    return Actor.admin(admin.name, admin.id)

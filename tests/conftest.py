@@ -65,6 +65,7 @@ def app_settings(db_url: str) -> dict[str, Any]:
         "qrm.kick": "inline",
         "qrm.scheduler": "false",
         "qrm.sim.boot_delay": "0",
+        "qrm.secret_key": "test-server-key-test-server-key",
         "pyramid.default_locale_name": "en",
         # cheap hashes: every log-in and API call verifies one (production keeps the
         # library's costs)

@@ -7,6 +7,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from engine.accounts.digest import (
+    DigestSecrets,
+    digest_matches,
+    digest_secrets,
+    use_nonce,
+)
 from engine.accounts.models import AdminUser
 from engine.accounts.throttle import LoginThrottle, login_throttle
 from engine.errors import AuthenticationFailed, ValidationError
@@ -14,18 +20,23 @@ from engine.events.services import EventService
 from engine.security import Actor, hash_password, verify_password
 from engine.validation import check_name, check_password
 
+DIGEST_DISABLED = ("PasswordDigest tokens are not enabled on this server (it has no secret "
+                   "key); send PasswordText over HTTPS or use HTTP Basic")
+
 
 class AccountService:
     """Admin accounts; resolves the acting user of a browser session."""
 
     def __init__(self, db: Session, events: EventService,
-                 throttle: LoginThrottle | None = None) -> None:
+                 throttle: LoginThrottle | None = None,
+                 digests: DigestSecrets | None = None) -> None:
         self.db, self.events, self.throttle = db, events, throttle
+        self.digests = digests or DigestSecrets(None)
 
     @classmethod
     def create_service(cls, _context: Any, request: Any) -> AccountService:
         return cls(request.dbsession, request.find_service(EventService),
-                   login_throttle(request))
+                   login_throttle(request), digest_secrets(request))
 
     def create_admin(self, name: str, password: str, *, email: str = "",
                      actor: Actor) -> AdminUser:
@@ -34,7 +45,8 @@ class AccountService:
         check_password(password, field="password")
         if self.db.scalar(select(AdminUser).where(AdminUser.name == name)) is not None:
             raise ValidationError(f"an admin named {name!r} exists already", field="name")
-        admin = AdminUser(name=name, password_hash=hash_password(password), email=email)
+        admin = AdminUser(name=name, password_hash=hash_password(password), email=email,
+                          digest_secret=self.digests.seal(password))
         self.db.add(admin)
         self.db.flush()
         self.events.log(source="accounts", name="admin.created", actor=actor, obj=admin,
@@ -47,6 +59,7 @@ class AccountService:
         if admin is None:
             raise ValidationError(f"no admin named {name!r}", field="name")
         admin.password_hash = hash_password(password)
+        admin.digest_secret = self.digests.seal(password)
         self.events.log(source="accounts", name="admin.password", actor=actor, obj=admin,
                         message=f"password of admin {name} changed")
         return admin
@@ -59,6 +72,24 @@ class AccountService:
         if not verify_password(admin.password_hash if admin else None, password):
             if self.throttle:
                 self.throttle.record_failure("admin", name, "wrong user name or password")
+            raise AuthenticationFailed("wrong user name or password")
+        if not admin.active:
+            raise AuthenticationFailed("this admin account is disabled")
+        return admin
+
+    def authenticate_admin_digest(self, name: str, *, digest: str, nonce: bytes,
+                                  created: str) -> AdminUser:
+        """The active admin whose password gives this WS-Security PasswordDigest."""
+        if not self.digests.enabled:
+            raise AuthenticationFailed(DIGEST_DISABLED)
+        if self.throttle:
+            self.throttle.check("admin", name)
+        use_nonce(self.db, name, nonce)
+        admin = self.db.scalar(select(AdminUser).where(AdminUser.name == name))
+        password = self.digests.open(admin.digest_secret) if admin else None
+        if not digest_matches(password, digest=digest, nonce=nonce, created=created):
+            if self.throttle:
+                self.throttle.record_failure("admin", name, "wrong password digest")
             raise AuthenticationFailed("wrong user name or password")
         if not admin.active:
             raise AuthenticationFailed("this admin account is disabled")

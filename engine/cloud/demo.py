@@ -16,7 +16,7 @@ from engine.cloud.services import CloudUserService, ProductService
 from engine.datacenter.models import Kernel, VirtualizationKind, VirtualizationType
 from engine.plugins.manager import PluginService
 from engine.plugins.models import PluginState
-from engine.security import Actor, hash_password
+from engine.security import Actor
 
 DEMO_PLUGIN = "sim"
 DEMO_CREDIT = Decimal(1000)
@@ -71,11 +71,11 @@ def _ip_pool(request: Any) -> None:
 def _accounts(request: Any, actor: Actor) -> dict[str, str]:
     db = request.dbsession
     admin_password, user_password = demo_password(), demo_password()
-    admin = db.scalar(select(AdminUser).where(AdminUser.name == "admin"))
-    if admin is None:
-        request.find_service(AccountService).create_admin("admin", admin_password, actor=actor)
+    accounts = request.find_service(AccountService)
+    if db.scalar(select(AdminUser).where(AdminUser.name == "admin")) is None:
+        accounts.create_admin("admin", admin_password, actor=actor)
     else:
-        admin.password_hash = hash_password(admin_password)
+        accounts.set_admin_password("admin", admin_password, actor=actor)
     users = request.find_service(CloudUserService)
     demo = db.scalar(select(CloudUser).where(CloudUser.name == "demo"))
     if demo is None:
@@ -86,5 +86,5 @@ def _accounts(request: Any, actor: Actor) -> dict[str, str]:
                              comment="credit of the demo account", actor=actor,
                              key="demo-credit:demo")
     else:
-        demo.password_hash = hash_password(user_password)
+        users.set_password("demo", user_password, actor=actor)
     return {"admin": admin_password, "demo": user_password}

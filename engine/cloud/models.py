@@ -26,6 +26,8 @@ class CloudUser(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(50), unique=True)
     password_hash: Mapped[str] = mapped_column(String(255))
+    #: the password encrypted with the server key, for WS-Security PasswordDigest only
+    digest_secret: Mapped[str | None] = mapped_column(Text)
     forename: Mapped[str] = mapped_column(String(100), default="")
     lastname: Mapped[str] = mapped_column(String(100), default="")
     email: Mapped[str] = mapped_column(String(255), default="")

@@ -11,6 +11,8 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from engine.accounts.digest import DigestSecrets, digest_matches, digest_secrets, use_nonce
+from engine.accounts.services import DIGEST_DISABLED
 from engine.accounts.throttle import LoginThrottle, login_throttle
 from engine.cloud.billing_port import BillingPort, RequestSpec
 from engine.cloud.config import CloudConfigService
@@ -94,16 +96,18 @@ class CloudUserService:
     """Cloud users: accounts, details, passwords, status, limits."""
 
     def __init__(self, db: Session, *, config: CloudConfigService, events: EventService,
-                 billing: BillingPort, throttle: LoginThrottle | None = None) -> None:
+                 billing: BillingPort, throttle: LoginThrottle | None = None,
+                 digests: DigestSecrets | None = None) -> None:
         self.db, self.config, self.events, self.billing = db, config, events, billing
         self.throttle = throttle
+        self.digests = digests or DigestSecrets(None)
 
     @classmethod
     def create_service(cls, _context: Any, request: Any) -> CloudUserService:
         return cls(request.dbsession, config=request.find_service(CloudConfigService),
                    events=request.find_service(EventService),
                    billing=request.find_service(BillingPort),
-                   throttle=login_throttle(request))
+                   throttle=login_throttle(request), digests=digest_secrets(request))
 
     # -- look-ups with ownership ------------------------------------------------------------
     def resolve(self, name: str | None, *, actor: Actor) -> CloudUser:
@@ -157,6 +161,24 @@ class CloudUserService:
             raise AuthenticationFailed(f"the account {name} is {user.status.value}")
         return user
 
+    def authenticate_digest(self, name: str, *, digest: str, nonce: bytes,
+                            created: str) -> CloudUser:
+        """The active cloud user whose password gives this WS-Security PasswordDigest."""
+        if not self.digests.enabled:
+            raise AuthenticationFailed(DIGEST_DISABLED)
+        if self.throttle:
+            self.throttle.check("clouduser", name)
+        use_nonce(self.db, name, nonce)
+        user = self.db.scalar(select(CloudUser).where(CloudUser.name == name))
+        password = self.digests.open(user.digest_secret) if user else None
+        if not digest_matches(password, digest=digest, nonce=nonce, created=created):
+            if self.throttle:
+                self.throttle.record_failure("clouduser", name, "wrong password digest")
+            raise AuthenticationFailed("wrong user name or password")
+        if user.status is not CloudUserStatus.ACTIVE:
+            raise AuthenticationFailed(f"the account {name} is {user.status.value}")
+        return user
+
     # -- changes ----------------------------------------------------------------------------
     def create(self, name: str, password: str, email: str, *, actor: Actor,
                forename: str = "", lastname: str = "", street: str = "", city: str = "",
@@ -171,6 +193,7 @@ class CloudUserService:
             raise ValidationError(f"the name {name!r} is taken", field="cloud_user")
         user = CloudUser(
             name=name, password_hash=hash_password(password), email=email,
+            digest_secret=self.digests.seal(password),
             forename=check_text(forename, field="forename"),
             lastname=check_text(lastname, field="lastname"),
             street=check_text(street, field="street"), city=check_text(city, field="city"),
@@ -230,6 +253,7 @@ class CloudUserService:
     def set_password(self, name: str | None, password: str, *, actor: Actor) -> CloudUser:
         user = self.resolve(name, actor=actor)
         user.password_hash = hash_password(check_password(password))
+        user.digest_secret = self.digests.seal(password)
         self.events.log(source="cloud", name="user.password", actor=actor, obj=user,
                         message=f"password of {user.name} changed")
         return user

@@ -13,15 +13,14 @@ import pytest
 from lxml import etree
 from zeep.wsse.username import UsernameToken
 
+from engine.accounts.digest import password_digest, use_nonce
 from engine.errors import AuthenticationFailed
 from soap.credentials import (
     PASSWORD_TEXT,
     WSSE_NS,
     WSU_NS,
-    NonceCache,
     check_created,
     parse_username_token,
-    password_digest,
 )
 
 SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
@@ -150,18 +149,19 @@ def test_password_digest_matches_what_zeep_sends() -> None:
     assert password_digest(parsed.nonce, parsed.created, "wrong") != parsed.password
 
 
-def test_token_times_and_nonces_are_checked() -> None:
-    """Created must lie within five minutes of now; a nonce counts once."""
+def test_token_times_and_nonces_are_checked(pyramid_request: Any) -> None:
+    """Created must lie within five minutes of now; a nonce counts once (in the database,
+    so on every worker)."""
     now = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.UTC)
     check_created("2026-11-24T11:56:00Z", now=now)
     for created in ("2026-11-24T11:54:59Z", "2026-11-24T12:06:00Z", "yesterday"):
         with pytest.raises(AuthenticationFailed):
             check_created(created, now=now)
-    nonces = NonceCache()
-    nonces.check_and_add("demo", b"n1")
-    nonces.check_and_add("other", b"n1")
+    db = pyramid_request.dbsession
+    use_nonce(db, "demo", b"n1")
+    use_nonce(db, "other", b"n1")
     with pytest.raises(AuthenticationFailed):
-        nonces.check_and_add("demo", b"n1")
+        use_nonce(db, "demo", b"n1")
 
 
 def test_spyne_parser_never_loads_dtds_resolves_entities_or_uses_the_network(

@@ -113,8 +113,6 @@ def test_php_sees_faults_and_single_element_arrays(php: str, api_server: Any) ->
     assert wrong["fault"]["code"].endswith("Client.AuthenticationFailed")
 
 
-@pytest.mark.xfail(strict=True, reason="the account services keep no digest secret yet "
-                   "(authenticate_digest); a PasswordDigest is refused until they do")
 def test_php_password_digest_authenticates(php: str, api_server: Any) -> None:
     """A PasswordDigest built by PHP authenticates the caller."""
     name = create_user(api_server, "phpdigest")

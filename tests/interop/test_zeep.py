@@ -124,22 +124,28 @@ def test_request_path_with_http_basic(soap: Client, api_server: Any) -> None:
         soap("clouduser", basic=(name, password))), api_server.run_jobs, prefix="zeepbasic")
 
 
-@pytest.mark.xfail(strict=True, reason="the account services keep no digest secret yet "
-                   "(authenticate_digest); a PasswordDigest is refused until they do")
-def test_password_digest_token_authenticates(soap: Client, alice: dict[str, Any]) -> None:
-    """A UsernameToken with a PasswordDigest authenticates the caller."""
+def test_password_digest_token_authenticates(soap: Client, alice: dict[str, Any],
+                                             api_server: Any) -> None:
+    """A UsernameToken with a PasswordDigest authenticates the caller, on both endpoints."""
     client = soap("clouduser", wsse=UsernameToken(alice["name"], PASSWORD, use_digest=True))
     assert client.service.CloudUserGetDetails("").name == alice["name"]
+    admin = soap("cloudadmin", wsse=UsernameToken("admin", api_server.password,
+                                                  use_digest=True))
+    assert alice["name"] in admin.service.CloudUserGetList()
+    wrong = soap("clouduser", wsse=UsernameToken(alice["name"], "not-it", use_digest=True))
+    code, _text = fault_of(lambda: wrong.service.CloudUserGetDetails(""))
+    assert code == "Client.AuthenticationFailed"
 
 
-def test_password_digest_is_refused_with_advice_until_the_server_can_check_it(
-        soap: Client, alice: dict[str, Any]) -> None:
-    """A PasswordDigest the server cannot verify is AuthenticationFailed, saying what to
-    send instead."""
-    client = soap("clouduser", wsse=UsernameToken(alice["name"], PASSWORD, use_digest=True))
+def test_replayed_password_digest_is_refused(soap: Client, alice: dict[str, Any]) -> None:
+    """The same digest token (same nonce) is accepted once only."""
+    token = UsernameToken(alice["name"], PASSWORD, use_digest=True, nonce="replayed-nonce-1",
+                          created=dt.datetime.now(dt.UTC))
+    client = soap("clouduser", wsse=token)
+    assert client.service.CloudUserGetDetails("").name == alice["name"]
     code, text = fault_of(lambda: client.service.CloudUserGetDetails(""))
     assert code == "Client.AuthenticationFailed"
-    assert "PasswordText" in text
+    assert "nonce" in text
 
 
 def test_username_token_created_over_five_minutes_ago_is_refused(
