@@ -103,6 +103,29 @@ def use_nonce(db: Session, username: str, nonce: bytes) -> None:
                                    "token") from None
 
 
+DIGEST_DISABLED = ("PasswordDigest tokens are not enabled on this server (it has no secret "
+                   "key); send PasswordText over HTTPS or use HTTP Basic")
+
+
+def authenticate_by_digest(db: Session, digests: DigestSecrets, *, throttle: Any, role: str,
+                           name: str, load: Any, digest: str, nonce: bytes,
+                           created: str) -> Any:
+    """The account ``load(name)`` if its sealed password gives ``digest``; the caller checks
+    its status. Failures count against the name like failed password log-ins."""
+    if not digests.enabled:
+        raise AuthenticationFailed(DIGEST_DISABLED)
+    if throttle:
+        throttle.check(role, name)
+    use_nonce(db, name, nonce)
+    account = load(name)
+    password = digests.open(account.digest_secret) if account else None
+    if not digest_matches(password, digest=digest, nonce=nonce, created=created):
+        if throttle:
+            throttle.record_failure(role, name, "wrong password digest")
+        raise AuthenticationFailed("wrong user name or password")
+    return account
+
+
 def digest_secrets(request: Any) -> DigestSecrets:
     registry = request.registry
     if "qrm.digest_secrets" not in registry:

@@ -7,21 +7,13 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from engine.accounts.digest import (
-    DigestSecrets,
-    digest_matches,
-    digest_secrets,
-    use_nonce,
-)
+from engine.accounts.digest import DigestSecrets, authenticate_by_digest, digest_secrets
 from engine.accounts.models import AdminUser
 from engine.accounts.throttle import LoginThrottle, login_throttle
 from engine.errors import AuthenticationFailed, ValidationError
 from engine.events.services import EventService
 from engine.security import Actor, hash_password, verify_password
 from engine.validation import check_name, check_password
-
-DIGEST_DISABLED = ("PasswordDigest tokens are not enabled on this server (it has no secret "
-                   "key); send PasswordText over HTTPS or use HTTP Basic")
 
 
 class AccountService:
@@ -80,17 +72,10 @@ class AccountService:
     def authenticate_admin_digest(self, name: str, *, digest: str, nonce: bytes,
                                   created: str) -> AdminUser:
         """The active admin whose password gives this WS-Security PasswordDigest."""
-        if not self.digests.enabled:
-            raise AuthenticationFailed(DIGEST_DISABLED)
-        if self.throttle:
-            self.throttle.check("admin", name)
-        use_nonce(self.db, name, nonce)
-        admin = self.db.scalar(select(AdminUser).where(AdminUser.name == name))
-        password = self.digests.open(admin.digest_secret) if admin else None
-        if not digest_matches(password, digest=digest, nonce=nonce, created=created):
-            if self.throttle:
-                self.throttle.record_failure("admin", name, "wrong password digest")
-            raise AuthenticationFailed("wrong user name or password")
+        admin = authenticate_by_digest(
+            self.db, self.digests, throttle=self.throttle, role="admin", name=name,
+            load=lambda n: self.db.scalar(select(AdminUser).where(AdminUser.name == n)),
+            digest=digest, nonce=nonce, created=created)
         if not admin.active:
             raise AuthenticationFailed("this admin account is disabled")
         return admin

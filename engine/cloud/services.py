@@ -11,8 +11,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from engine.accounts.digest import DigestSecrets, digest_matches, digest_secrets, use_nonce
-from engine.accounts.services import DIGEST_DISABLED
+from engine.accounts.digest import DigestSecrets, authenticate_by_digest, digest_secrets
 from engine.accounts.throttle import LoginThrottle, login_throttle
 from engine.cloud.billing_port import BillingPort, RequestSpec
 from engine.cloud.config import CloudConfigService
@@ -164,17 +163,10 @@ class CloudUserService:
     def authenticate_digest(self, name: str, *, digest: str, nonce: bytes,
                             created: str) -> CloudUser:
         """The active cloud user whose password gives this WS-Security PasswordDigest."""
-        if not self.digests.enabled:
-            raise AuthenticationFailed(DIGEST_DISABLED)
-        if self.throttle:
-            self.throttle.check("clouduser", name)
-        use_nonce(self.db, name, nonce)
-        user = self.db.scalar(select(CloudUser).where(CloudUser.name == name))
-        password = self.digests.open(user.digest_secret) if user else None
-        if not digest_matches(password, digest=digest, nonce=nonce, created=created):
-            if self.throttle:
-                self.throttle.record_failure("clouduser", name, "wrong password digest")
-            raise AuthenticationFailed("wrong user name or password")
+        user = authenticate_by_digest(
+            self.db, self.digests, throttle=self.throttle, role="clouduser", name=name,
+            load=lambda n: self.db.scalar(select(CloudUser).where(CloudUser.name == n)),
+            digest=digest, nonce=nonce, created=created)
         if user.status is not CloudUserStatus.ACTIVE:
             raise AuthenticationFailed(f"the account {name} is {user.status.value}")
         return user
