@@ -26,6 +26,7 @@ def make_config(settings: dict[str, Any]) -> Configurator:
     config.include("pyramid_jinja2")        # templates of the faces
     config.include("engine.db")             # request.dbsession under pyramid_tm, retries
     config.include("engine.security")       # sessions, CSRF, the security policy
+    config.include("engine.headers")        # CSP and friends on every response
     config.include("engine.i18n")           # locale negotiation, Babel formatting
     config.include("engine.scheduler")      # job registry, after-commit kicks
     # -- the engine's services --------------------------------------------------------------

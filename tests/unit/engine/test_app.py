@@ -27,3 +27,11 @@ def test_commit_helper_keeps_request_usable(pyramid_request):
     events.log(source="test", name="x", message="m", actor=Actor.system())
     commit(pyramid_request)
     assert events.recent(limit=1)[0].name == "x"
+
+
+def test_pages_carry_security_headers(testapp):
+    """Every response forbids framing and foreign scripts."""
+    response = testapp.get("/health")
+    assert "default-src 'self'" in response.headers["Content-Security-Policy"]
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
