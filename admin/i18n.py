@@ -31,6 +31,7 @@ from engine.errors import (
     ValidationError,
 )
 from engine.events.models import EventLevel
+from engine.i18n import translate_error
 
 DOMAIN = "admin"
 _ = TranslationStringFactory(DOMAIN)
@@ -90,8 +91,7 @@ def label(request: Any, member: enum.Enum | None) -> str:
     return translate(request, message) if message is not None else str(member.value)
 
 
-#: what kind of refusal an error is, said in the admin's language; the service's own
-#: (English) message follows it as the detail
+#: what kind of refusal an error is; the service's own message follows it as the detail
 ERROR_KINDS: tuple[tuple[type[QrmError], TranslationString], ...] = (
     (ValidationError, _("Invalid input")),
     (NotFound, _("Not found")),
@@ -104,8 +104,8 @@ ERROR_KINDS: tuple[tuple[type[QrmError], TranslationString], ...] = (
 
 
 def error_text(request: Any, error: QrmError) -> str:
-    """A refusal for display: its translated kind and the service's detail."""
+    """A refusal for display: its kind and the service's detail, in the admin's language."""
     kind = next((text for cls, text in ERROR_KINDS if isinstance(error, cls)),
                 _("The operation failed"))
     return translate(request, _("${kind}: ${detail}", mapping={
-        "kind": translate(request, kind), "detail": error.message}))
+        "kind": translate(request, kind), "detail": translate_error(request, error)}))

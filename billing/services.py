@@ -36,6 +36,7 @@ from engine.db import utcnow
 from engine.errors import NotFound, ValidationError
 from engine.events.models import EventLevel
 from engine.events.services import EventService
+from engine.i18n import _
 from engine.plugins.manager import PluginService
 from engine.security import Actor
 from engine.types import plain, quantize_ccus
@@ -210,14 +211,16 @@ class BillingService:
         try:
             amount = quantize_ccus(Decimal(str(amount)))
         except InvalidOperation:
-            raise ValidationError("amount must be a number", field="amount") from None
+            raise ValidationError(_("amount must be a number"), field="amount") from None
         if amount == 0:
-            raise ValidationError("amount must not be zero", field="amount")
+            raise ValidationError(_("amount must not be zero"), field="amount")
         if abs(amount) >= Decimal("1e12"):
-            raise ValidationError("amount is too large", field="amount")
+            raise ValidationError(_("amount is too large"), field="amount")
         if request_id is not None and self.db.scalar(select(CloudRequest.user_id).where(
                 CloudRequest.id == request_id)) != user.id:
-            raise NotFound(f"{user.name} has no request {request_id}", field="request_id")
+            raise NotFound(_("${name} has no request ${id}",
+                             mapping={"name": user.name, "id": request_id}),
+                           field="request_id")
         reason = check_text(reason, field="reason", max_length=50, required=True)
         comment = check_text(comment, field="comment", max_length=255)
         entry = self.ledger.post(user, amount, key=key or f"manual:{uuid.uuid4()}",
@@ -236,7 +239,7 @@ class BillingService:
         try:
             target = quantize_ccus(Decimal(str(target)))
         except InvalidOperation:
-            raise ValidationError("ccus must be a number", field="ccus") from None
+            raise ValidationError(_("ccus must be a number"), field="ccus") from None
         difference = target - self.ledger.balance(user)
         if difference:
             self.credit(user, difference, reason="Balance set by admin",

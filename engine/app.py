@@ -27,7 +27,7 @@ def make_config(settings: dict[str, Any]) -> Configurator:
     config.include("engine.db")             # request.dbsession under pyramid_tm, retries
     config.include("engine.security")       # sessions, CSRF, the security policy
     config.include("engine.headers")        # CSP and friends on every response
-    config.include("engine.i18n")           # locale negotiation, Babel formatting
+    config.include("engine.i18n")           # locale negotiation, Babel, error catalogs
     config.include("engine.scheduler")      # job registry, after-commit kicks
     # -- the engine's services --------------------------------------------------------------
     config.include("engine.events")         # the event log

@@ -5,16 +5,24 @@ Raising one aborts the transaction, so a refused operation changes nothing.
 
 from __future__ import annotations
 
+from pyramid.i18n import TranslationString
+
 
 class QrmError(Exception):
-    """Base class: ``code`` is the API fault name, ``field`` the parameter concerned (if any)."""
+    """Base class: ``code`` is the API fault name, ``field`` the parameter concerned (if any).
+
+    ``message`` is always the English text: the APIs promise it and integrations match on
+    it. A message given as a ``TranslationString`` is also kept as ``translation``, for the
+    faces that show it in the user's language."""
 
     code = "Server.Error"
     xmlrpc_code = 100
 
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
+    def __init__(self, message: str | TranslationString, *, field: str | None = None) -> None:
+        self.translation = message if isinstance(message, TranslationString) else None
+        self.message = str(message if self.translation is None
+                           else self.translation.interpolate())
+        super().__init__(self.message)
         self.field = field
 
 

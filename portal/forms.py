@@ -21,6 +21,7 @@ from engine.errors import (
     QrmError,
     ValidationError,
 )
+from engine.i18n import translate_error
 from engine.validation import check_int
 from portal.i18n import _, translate
 
@@ -67,10 +68,11 @@ class FormErrors:
 
 
 def error_message(request: Any, error: QrmError) -> str:
-    """A translated headline for the kind of error, with the service's own detail."""
+    """A headline for the kind of error, with the service's own detail, both in the user's
+    language."""
     headline = next((text for kind, text in ERROR_HEADLINES if isinstance(error, kind)),
                     _("This did not work."))
-    return f"{translate(request, headline)} ({error.message})"
+    return f"{translate(request, headline)} ({translate_error(request, error)})"
 
 
 def add_service_error(request: Any, errors: FormErrors, error: QrmError,

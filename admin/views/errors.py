@@ -12,6 +12,7 @@ from pyramid.view import exception_view_config, forbidden_view_config, notfound_
 
 from admin.rendering import template
 from engine.errors import NotFound
+from engine.i18n import translate_error
 
 
 @forbidden_view_config(admin_face=True, renderer=template("forbidden"))
@@ -34,4 +35,4 @@ def not_found(request: Any) -> dict[str, Any]:
 def missing_object(exc: NotFound, request: Any) -> dict[str, Any]:
     """A service did not find what the address names (a removed user, a request id…)."""
     request.response.status = 404
-    return {"detail": exc.message}
+    return {"detail": translate_error(request, exc)}

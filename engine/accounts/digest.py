@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 from engine.accounts.models import WsseNonce
 from engine.db import utcnow
 from engine.errors import AuthenticationFailed
+from engine.i18n import _
 
 log = logging.getLogger(__name__)
 
@@ -99,12 +100,12 @@ def use_nonce(db: Session, username: str, nonce: bytes) -> None:
                              created_at=now))
             db.flush()
     except IntegrityError:
-        raise AuthenticationFailed("this UsernameToken nonce was used before; send a fresh "
-                                   "token") from None
+        raise AuthenticationFailed(_("this UsernameToken nonce was used before; send a fresh "
+                                     "token")) from None
 
 
-DIGEST_DISABLED = ("PasswordDigest tokens are not enabled on this server (it has no secret "
-                   "key); send PasswordText over HTTPS or use HTTP Basic")
+DIGEST_DISABLED = _("PasswordDigest tokens are not enabled on this server (it has no secret "
+                    "key); send PasswordText over HTTPS or use HTTP Basic")
 
 
 def authenticate_by_digest(db: Session, digests: DigestSecrets, *, throttle: Any, role: str,
@@ -122,7 +123,7 @@ def authenticate_by_digest(db: Session, digests: DigestSecrets, *, throttle: Any
     if not digest_matches(password, digest=digest, nonce=nonce, created=created):
         if throttle:
             throttle.record_failure(role, name, "wrong password digest")
-        raise AuthenticationFailed("wrong user name or password")
+        raise AuthenticationFailed(_("wrong user name or password"))
     return account
 
 

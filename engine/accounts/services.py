@@ -12,6 +12,7 @@ from engine.accounts.models import AdminUser
 from engine.accounts.throttle import LoginThrottle, login_throttle
 from engine.errors import AuthenticationFailed, ValidationError
 from engine.events.services import EventService
+from engine.i18n import _
 from engine.security import Actor, hash_password, verify_password
 from engine.validation import check_name, check_password
 
@@ -36,7 +37,8 @@ class AccountService:
         check_name(name, field="name")
         check_password(password, field="password")
         if self.db.scalar(select(AdminUser).where(AdminUser.name == name)) is not None:
-            raise ValidationError(f"an admin named {name!r} exists already", field="name")
+            raise ValidationError(_("an admin named ${name} exists already",
+                                    mapping={"name": repr(name)}), field="name")
         admin = AdminUser(name=name, password_hash=hash_password(password), email=email,
                           digest_secret=self.digests.seal(password))
         self.db.add(admin)
@@ -49,7 +51,8 @@ class AccountService:
         check_password(password, field="password")
         admin = self.db.scalar(select(AdminUser).where(AdminUser.name == name))
         if admin is None:
-            raise ValidationError(f"no admin named {name!r}", field="name")
+            raise ValidationError(_("no admin named ${name}", mapping={"name": repr(name)}),
+                                  field="name")
         admin.password_hash = hash_password(password)
         admin.digest_secret = self.digests.seal(password)
         self.events.log(source="accounts", name="admin.password", actor=actor, obj=admin,
@@ -64,9 +67,9 @@ class AccountService:
         if not verify_password(admin.password_hash if admin else None, password):
             if self.throttle:
                 self.throttle.record_failure("admin", name, "wrong user name or password")
-            raise AuthenticationFailed("wrong user name or password")
+            raise AuthenticationFailed(_("wrong user name or password"))
         if not admin.active:
-            raise AuthenticationFailed("this admin account is disabled")
+            raise AuthenticationFailed(_("this admin account is disabled"))
         return admin
 
     def authenticate_admin_digest(self, name: str, *, digest: str, nonce: bytes,
@@ -77,7 +80,7 @@ class AccountService:
             load=lambda n: self.db.scalar(select(AdminUser).where(AdminUser.name == n)),
             digest=digest, nonce=nonce, created=created)
         if not admin.active:
-            raise AuthenticationFailed("this admin account is disabled")
+            raise AuthenticationFailed(_("this admin account is disabled"))
         return admin
 
     def actor_for_session(self, session: Any) -> Actor | None:

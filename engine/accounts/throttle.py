@@ -16,6 +16,7 @@ from sqlalchemy import func, select
 from engine.db import utcnow
 from engine.errors import LoginThrottled
 from engine.events.models import Event, EventLevel
+from engine.i18n import _
 
 MAX_FAILURES = 5
 WINDOW = dt.timedelta(minutes=15)
@@ -32,9 +33,10 @@ class LoginThrottle:
             Event.name == "login.failed", Event.actor == f"{role}:{name}",
             Event.time >= since))
         if failures >= MAX_FAILURES:
-            raise LoginThrottled(
-                f"too many failed log-ins for {name}; try again in "
-                f"{int(WINDOW.total_seconds() // 60)} minutes")
+            raise LoginThrottled(_("too many failed log-ins for ${name}; try again in "
+                                   "${minutes} minutes",
+                                   mapping={"name": name,
+                                            "minutes": int(WINDOW.total_seconds() // 60)}))
 
     def record_failure(self, role: str, name: str, reason: str) -> None:
         """Write the failure in its own transaction after the current one ends (commit or

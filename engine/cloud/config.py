@@ -16,8 +16,9 @@ from engine.cloud.models import CloudConfigValue
 from engine.db import utcnow
 from engine.errors import ValidationError
 from engine.events.services import EventService
+from engine.i18n import _
 from engine.security import Actor
-from engine.validation import check_email
+from engine.validation import check_email, invalid
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,25 +95,26 @@ def parse_value(key: ConfigKey, raw: Any) -> Any:
             return True
         if text in ("false", "0", "no", "off", ""):
             return False
-        raise ValidationError(f"{key.name} must be true or false", field=key.name)
+        raise invalid(_("${field} must be true or false"), key.name)
     if key.type is int:
         try:
             value = int(str(raw).strip())
         except ValueError:
-            raise ValidationError(f"{key.name} must be a whole number", field=key.name) from None
+            raise invalid(_("${field} must be a whole number"), key.name) from None
         if key.minimum is not None and value < key.minimum:
-            raise ValidationError(f"{key.name} must be at least {key.minimum}", field=key.name)
+            raise invalid(_("${field} must be at least ${minimum}"), key.name,
+                          minimum=key.minimum)
         return value
     value = str(raw).strip()
     if key.choices and value not in key.choices:
-        raise ValidationError(f"{key.name} must be one of {', '.join(key.choices)}",
-                              field=key.name)
+        raise invalid(_("${field} must be one of ${choices}"), key.name,
+                      choices=", ".join(key.choices))
     if key.name == "cloud_admin_email":
         check_email(value, field=key.name)
     if key.name == "external_portal_url" and value and not value.startswith(
         ("http://", "https://")
     ):
-        raise ValidationError(f"{key.name} must start with http:// or https://", field=key.name)
+        raise invalid(_("${field} must start with http:// or https://"), key.name)
     return value
 
 
@@ -152,7 +154,8 @@ class CloudConfigService:
     def set(self, name: str, raw: Any, *, actor: Actor) -> Any:
         """Validate and store one value; the event log records old and new."""
         if name not in KEYS_BY_NAME:
-            raise ValidationError(f"unknown configuration key {name!r}", field=name)
+            raise ValidationError(_("unknown configuration key ${name}",
+                                    mapping={"name": repr(name)}), field=name)
         key = KEYS_BY_NAME[name]
         value = parse_value(key, raw)
         old = self.get(name)
@@ -175,7 +178,8 @@ class CloudConfigService:
         parsed = {}
         for name, raw in values.items():
             if name not in KEYS_BY_NAME:
-                raise ValidationError(f"unknown configuration key {name!r}", field=name)
+                raise ValidationError(_("unknown configuration key ${name}",
+                                        mapping={"name": repr(name)}), field=name)
             parsed[name] = parse_value(KEYS_BY_NAME[name], raw)
         for name, value in parsed.items():
             self.set(name, value, actor=actor)

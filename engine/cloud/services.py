@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from pyramid.i18n import TranslationString
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -46,6 +47,7 @@ from engine.errors import (
 )
 from engine.events.models import EventLevel
 from engine.events.services import EventService
+from engine.i18n import _
 from engine.scheduler.kick import kick_after_commit
 from engine.security import Actor, hash_password, verify_password
 from engine.validation import (
@@ -55,6 +57,7 @@ from engine.validation import (
     check_password,
     check_text,
     check_time,
+    invalid,
 )
 
 MIN_RUNTIME = dt.timedelta(hours=1)
@@ -91,6 +94,11 @@ def lock_row(db: Session, model: type, row_id: int) -> Any:
     return db.execute(query).scalar_one_or_none()
 
 
+def account_status(name: str, status: CloudUserStatus) -> TranslationString:
+    """Why an account that is not active cannot log in or submit."""
+    return _("the account ${name} is ${status}", mapping={"name": name, "status": status.value})
+
+
 class CloudUserService:
     """Cloud users: accounts, details, passwords, status, limits."""
 
@@ -115,25 +123,27 @@ class CloudUserService:
         name = (name or "").strip()
         if actor.is_cloud_user:
             if name and name != actor.name:
-                raise PermissionDenied("a cloud user may only act on its own account",
+                raise PermissionDenied(_("a cloud user may only act on its own account"),
                                        field="cloud_user")
             user = self.db.get(CloudUser, actor.id) if actor.id else None
             if user is None:
                 user = self.db.scalar(select(CloudUser).where(CloudUser.name == actor.name))
             if user is None:
-                raise AuthenticationFailed("the account no longer exists")
+                raise AuthenticationFailed(_("the account no longer exists"))
             return user
         if not name:
-            raise ValidationError("cloud_user is required", field="cloud_user")
+            raise ValidationError(_("cloud_user is required"), field="cloud_user")
         user = self.db.scalar(select(CloudUser).where(CloudUser.name == name))
         if user is None:
-            raise NotFound(f"no cloud user named {name!r}", field="cloud_user")
+            raise NotFound(_("no cloud user named ${name}", mapping={"name": repr(name)}),
+                           field="cloud_user")
         return user
 
     def by_id(self, user_id: int) -> CloudUser:
         user = self.db.get(CloudUser, user_id)
         if user is None:
-            raise NotFound(f"no cloud user {user_id}", field="cloud_user")
+            raise NotFound(_("no cloud user ${id}", mapping={"id": user_id}),
+                           field="cloud_user")
         return user
 
     def names(self) -> list[str]:
@@ -155,9 +165,9 @@ class CloudUserService:
         if not verify_password(user.password_hash if user else None, password or ""):
             if self.throttle:
                 self.throttle.record_failure("clouduser", name, "wrong user name or password")
-            raise AuthenticationFailed("wrong user name or password")
+            raise AuthenticationFailed(_("wrong user name or password"))
         if user.status is not CloudUserStatus.ACTIVE:
-            raise AuthenticationFailed(f"the account {name} is {user.status.value}")
+            raise AuthenticationFailed(account_status(name, user.status))
         return user
 
     def authenticate_digest(self, name: str, *, digest: str, nonce: bytes,
@@ -168,7 +178,7 @@ class CloudUserService:
             load=lambda n: self.db.scalar(select(CloudUser).where(CloudUser.name == n)),
             digest=digest, nonce=nonce, created=created)
         if user.status is not CloudUserStatus.ACTIVE:
-            raise AuthenticationFailed(f"the account {name} is {user.status.value}")
+            raise AuthenticationFailed(account_status(name, user.status))
         return user
 
     # -- changes ----------------------------------------------------------------------------
@@ -182,7 +192,8 @@ class CloudUserService:
         check_password(password)
         email = check_email(email)
         if self.db.scalar(select(CloudUser.id).where(CloudUser.name == name)) is not None:
-            raise ValidationError(f"the name {name!r} is taken", field="cloud_user")
+            raise ValidationError(_("the name ${name} is taken", mapping={"name": repr(name)}),
+                                  field="cloud_user")
         user = CloudUser(
             name=name, password_hash=hash_password(password), email=email,
             digest_secret=self.digests.seal(password),
@@ -208,9 +219,9 @@ class CloudUserService:
     def register(self, name: str, password: str, email: str, **details: Any) -> CloudUser:
         """Self-registration in the portal, when ``public_register_enabled`` is true."""
         if not self.config["public_register_enabled"]:
-            raise PermissionDenied("registration is closed; ask the cloud's administrator")
+            raise PermissionDenied(_("registration is closed; ask the cloud's administrator"))
         if not self.config["cloud_enabled"]:
-            raise InvalidState("the cloud is in maintenance")
+            raise InvalidState(_("the cloud is in maintenance"))
         return self.create(name, password, email, actor=Actor.cloud_user(name), **details)
 
     def set_details(self, name: str | None, *, actor: Actor, **details: Any) -> CloudUser:
@@ -220,8 +231,7 @@ class CloudUserService:
                    "language"}
         unknown = set(details) - allowed
         if unknown:
-            raise ValidationError(f"{sorted(unknown)[0]} cannot be changed",
-                                  field=sorted(unknown)[0])
+            raise invalid(_("${field} cannot be changed"), sorted(unknown)[0])
         values = {}
         for field, value in details.items():
             if value is None:
@@ -230,7 +240,7 @@ class CloudUserService:
                 values[field] = check_email(value)
             elif field == "language":
                 if value not in ("en", "de"):
-                    raise ValidationError("language must be en or de", field="language")
+                    raise ValidationError(_("language must be en or de"), field="language")
                 values[field] = value
             else:
                 values[field] = check_text(value, field=field,
@@ -253,7 +263,7 @@ class CloudUserService:
     def set_status(self, name: str, status: CloudUserStatus, *, actor: Actor) -> CloudUser:
         user = self.resolve(name, actor=actor)
         if not actor.is_admin:
-            raise PermissionDenied("only an admin may change an account's status")
+            raise PermissionDenied(_("only an admin may change an account's status"))
         old, user.status = user.status, status
         self.events.log(source="cloud", name="user.status", actor=actor, obj=user,
                         message=f"{user.name}: {old.value} -> {status.value}")
@@ -268,8 +278,10 @@ class CloudUserService:
             CloudRequest.user_id == user.id, CloudRequest.status.not_in(
                 [RequestStatus.DONE, RequestStatus.DENIED, RequestStatus.NO_RESOURCES])))
         if open_requests:
-            raise InvalidState(f"{user.name} has {open_requests} request(s) that are not "
-                               "finished; deprovision them first", field="cloud_user")
+            raise InvalidState(_("${name} has ${count} request(s) that are not finished; "
+                                 "deprovision them first",
+                                 mapping={"name": user.name, "count": open_requests}),
+                               field="cloud_user")
         has_history = self.db.scalar(select(func.count(CloudRequest.id)).where(
             CloudRequest.user_id == user.id)) or self.billing.has_history(user)
         self.events.log(source="cloud", name="user.removed", actor=actor, obj=user,
@@ -289,7 +301,7 @@ class CloudUserService:
     def set_limits(self, name: str, *, actor: Actor, **limits: Any) -> CloudUserLimits:
         user = self.resolve(name, actor=actor)
         if not actor.is_admin:
-            raise PermissionDenied("only an admin may change limits")
+            raise PermissionDenied(_("only an admin may change limits"))
         values = {field: check_int(limits.get(field, getattr(user.limits, field)), field=field)
                   for field in LIMIT_FIELDS}
         for field, value in values.items():
@@ -331,7 +343,8 @@ class ProductService:
             return ProductType(value)
         except ValueError:
             raise ValidationError(
-                f"product_type must be one of {', '.join(t.value for t in ProductType)}",
+                _("product_type must be one of ${choices}",
+                  mapping={"choices": ", ".join(t.value for t in ProductType)}),
                 field="product_type") from None
 
     def list(self, product_type: ProductType | None = None, *, enabled_only: bool = False,
@@ -355,15 +368,16 @@ class ProductService:
         try:
             price = Decimal(str(value))
         except InvalidOperation:
-            raise ValidationError("price must be a number", field="price") from None
+            raise ValidationError(_("price must be a number"), field="price") from None
         if not price.is_finite() or price < 0:
-            raise ValidationError("price must be a number of at least 0", field="price")
+            raise ValidationError(_("price must be a number of at least 0"), field="price")
         return price
 
     def get(self, product_id: int, *, actor: Actor) -> Product:
         product = self.db.get(Product, product_id)
         if product is None or (actor.is_cloud_user and not product.enabled):
-            raise NotFound(f"no product {product_id}", field="product_id")
+            raise NotFound(_("no product ${id}", mapping={"id": product_id}),
+                           field="product_id")
         return product
 
     def find_enabled(self, product_type: ProductType, quantity: str) -> Product | None:
@@ -380,8 +394,9 @@ class ProductService:
         price = self._price(price)
         if self.db.scalar(select(Product.id).where(Product.type == product_type,
                                                    Product.quantity == quantity)):
-            raise ValidationError(f"a {product_type.value} product for {quantity} exists",
-                                  field="quantity")
+            raise ValidationError(_("a ${type} product for ${quantity} exists",
+                                    mapping={"type": product_type.value,
+                                             "quantity": quantity}), field="quantity")
         sort_id = (self.db.scalar(select(func.max(Product.sort_id)).where(
             Product.type == product_type)) or -1) + 1
         product = Product(type=product_type, quantity=quantity, price=price,
@@ -444,7 +459,8 @@ class CloudRequestService:
         cloud_request = self.db.get(CloudRequest, request_id)
         if cloud_request is None or (actor.is_cloud_user and cloud_request.user.name
                                      != actor.name):
-            raise NotFound(f"no request {request_id}", field="request_id")
+            raise NotFound(_("no request ${id}", mapping={"id": request_id}),
+                           field="request_id")
         return cloud_request
 
     def list(self, *, actor: Actor, cloud_user: str | None = None,
@@ -502,11 +518,10 @@ class CloudRequestService:
         global maxima, enabled products (selector mode), per-user and global limits as
         ``current + requested <= limit``, and credit for the first hour."""
         if not self.config["cloud_enabled"]:
-            raise InvalidState("the cloud is in maintenance; no new requests are accepted")
+            raise InvalidState(_("the cloud is in maintenance; no new requests are accepted"))
         user = self.users.resolve(cloud_user, actor=actor)
         if user.status is not CloudUserStatus.ACTIVE:
-            raise PermissionDenied(f"the account {user.name} is {user.status.value}",
-                                   field="cloud_user")
+            raise PermissionDenied(account_status(user.name, user.status), field="cloud_user")
         # Serialise submissions of one user: the quota check below must see every other
         # reservation of this user (a row lock; SQLite serialises writers anyway).
         lock_row(self.db, CloudUser, user.id)
@@ -532,7 +547,8 @@ class CloudRequestService:
             balance = self.billing.balance(user)
             if balance < quote.total or balance <= 0:
                 raise InsufficientCredit(
-                    f"the first hour costs {quote.total} CCUs but {user.name} has {balance}",
+                    _("the first hour costs ${price} CCUs but ${name} has ${balance}",
+                      mapping={"price": quote.total, "name": user.name, "balance": balance}),
                     field="cloud_user")
         clone = self._clone_on_deploy(clone_on_deploy, image_row)
         cloud_request = CloudRequest(
@@ -558,9 +574,10 @@ class CloudRequestService:
         start = check_time(raw["start"], field="start") if raw["start"] else now
         stop = check_time(raw["stop"], field="stop")
         if stop < start + MIN_RUNTIME:
-            raise ValidationError("stop must be at least one hour after start", field="stop")
+            raise ValidationError(_("stop must be at least one hour after start"),
+                                  field="stop")
         if stop < now + MIN_RUNTIME:
-            raise ValidationError("stop must be at least one hour from now", field="stop")
+            raise ValidationError(_("stop must be at least one hour from now"), field="stop")
         return {
             "start": start, "stop": stop,
             "memory_mb": check_int(raw["memory_mb"], field="memory_mb", minimum=1),
@@ -576,23 +593,26 @@ class CloudRequestService:
     def _kernel(self, name: str) -> Kernel:
         kernel = self.db.scalar(select(Kernel).where(Kernel.name == (name or "")))
         if kernel is None:
-            raise NotFound(f"no kernel named {name!r}", field="kernel")
+            raise NotFound(_("no kernel named ${name}", mapping={"name": repr(name)}),
+                           field="kernel")
         return kernel
 
     def _image(self, name: str, *, user: CloudUser) -> Image:
         image = self.db.scalar(select(Image).where(Image.name == (name or "")))
         if image is None or not image.is_master or image.owner_id not in (None, user.id):
-            raise NotFound(f"no image named {name!r}", field="image")
+            raise NotFound(_("no image named ${name}", mapping={"name": repr(name)}),
+                           field="image")
         return image
 
     def _virtualization(self, name: str) -> VirtualizationType:
         vtype = self.db.scalar(select(VirtualizationType).where(
             VirtualizationType.name == (name or "")))
         if vtype is None or vtype.kind is VirtualizationKind.HOST:
-            raise NotFound(f"no virtualization type named {name!r}", field="virtualization")
+            raise NotFound(_("no virtualization type named ${name}",
+                             mapping={"name": repr(name)}), field="virtualization")
         if vtype.kind is VirtualizationKind.PHYSICAL and not self.config[
                 "request_physical_systems"]:
-            raise ValidationError("physical systems cannot be requested",
+            raise ValidationError(_("physical systems cannot be requested"),
                                   field="virtualization")
         return vtype
 
@@ -609,8 +629,9 @@ class CloudRequestService:
         ] + [(ProductType.PUPPET, group, "puppet_groups") for group in puppet_groups]
         for product_type, quantity, field in wanted:
             if self.products.find_enabled(product_type, quantity) is None:
-                raise ValidationError(f"{field} {quantity} is not offered (no enabled "
-                                      f"{product_type.value} product)", field=field)
+                raise invalid(_("${field} ${quantity} is not offered (no enabled ${type} "
+                                "product)"), field, quantity=quantity,
+                              type=product_type.value)
 
     def _check_limits(self, user: CloudUser, values: dict[str, Any]) -> None:
         usage = self.users.usage(user)
@@ -628,13 +649,18 @@ class CloudRequestService:
             limit = getattr(limits, limit_field) if limits else 0
             if limit and usage[usage_key] + requested > limit:
                 raise LimitExceeded(
-                    f"{field}: {user.name} holds {usage[usage_key]} and asks for {requested}, "
-                    f"but the limit is {limit}", field=field)
+                    _("${field}: ${name} holds ${held} and asks for ${requested}, but the "
+                      "limit is ${limit}", mapping={"field": field, "name": user.name,
+                                                    "held": usage[usage_key],
+                                                    "requested": requested, "limit": limit}),
+                    field=field)
         max_apps = self.config["max_apps_per_user"]
         if max_apps and usage["resources"] + quantity > max_apps:
             raise LimitExceeded(
-                f"quantity: {user.name} holds {usage['resources']} appliance(s) and asks for "
-                f"{quantity}, but the cloud allows {max_apps} per user", field="quantity")
+                _("quantity: ${name} holds ${held} appliance(s) and asks for ${requested}, "
+                  "but the cloud allows ${limit} per user",
+                  mapping={"name": user.name, "held": usage["resources"],
+                           "requested": quantity, "limit": max_apps}), field="quantity")
 
     def _clone_on_deploy(self, asked: bool | None, image: Image) -> bool:
         if image.owner_id is not None:
@@ -652,11 +678,12 @@ class CloudRequestService:
         if status is current:
             return cloud_request
         if status not in TRANSITIONS[current]:
-            raise InvalidState(f"request {cloud_request.id} is {current.value} and cannot "
-                               f"become {status.value}", field="state")
+            raise InvalidState(_("request ${id} is ${status} and cannot become ${new_status}",
+                                 mapping={"id": cloud_request.id, "status": current.value,
+                                          "new_status": status.value}), field="state")
         if status is RequestStatus.NEW and cloud_request.appliances:
-            raise InvalidState(f"request {cloud_request.id} is being provisioned already",
-                               field="state")
+            raise InvalidState(_("request ${id} is being provisioned already",
+                                 mapping={"id": cloud_request.id}), field="state")
         cloud_request.status = status
         cloud_request.status_reason = reason
         cloud_request.status_changed_at = utcnow()
@@ -703,8 +730,8 @@ class CloudRequestService:
         self._admin_only(actor)
         cloud_request = self.get(request_id, actor=actor)
         if cloud_request.appliances:
-            raise InvalidState(f"request {cloud_request.id} is being provisioned already; "
-                               "deprovision it instead", field="state")
+            raise InvalidState(_("request ${id} is being provisioned already; deprovision it "
+                                 "instead", mapping={"id": cloud_request.id}), field="state")
         return self.transition(cloud_request, RequestStatus.DENIED, actor=actor, reason=reason)
 
     def deprovision(self, request_id: Any, *, actor: Actor, reason: str = "") -> CloudRequest:
@@ -719,7 +746,7 @@ class CloudRequestService:
                  "deny": "deny", "new": "new", "deprovision": "deprovision"}
         action = names.get((state or "").strip().lower())
         if action is None:
-            raise ValidationError("state must be approved, denied, new or deprovision",
+            raise ValidationError(_("state must be approved, denied, new or deprovision"),
                                   field="state")
         if action == "approve":
             return self.approve(request_id, actor=actor)
@@ -735,11 +762,13 @@ class CloudRequestService:
     def extend(self, request_id: Any, stop: Any, *, actor: Actor) -> CloudRequest:
         cloud_request = self.get(request_id, actor=actor)
         if cloud_request.status not in EXTENDABLE:
-            raise InvalidState(f"request {cloud_request.id} is {cloud_request.status.value} "
-                               "and cannot be extended", field="request_id")
+            raise InvalidState(_("request ${id} is ${status} and cannot be extended",
+                                 mapping={"id": cloud_request.id,
+                                          "status": cloud_request.status.value}),
+                               field="request_id")
         stop = check_time(stop, field="stop")
         if stop < cloud_request.start + MIN_RUNTIME or stop < utcnow() + MIN_RUNTIME:
-            raise ValidationError("stop must be at least one hour after start and from now",
+            raise ValidationError(_("stop must be at least one hour after start and from now"),
                                   field="stop")
         old, cloud_request.stop = cloud_request.stop, stop
         if cloud_request.status is RequestStatus.ACTIVE:
@@ -756,16 +785,18 @@ class CloudRequestService:
         cloud_request = self.get(request_id, actor=actor)
         if cloud_request.status not in (RequestStatus.NEW, RequestStatus.DENIED,
                                         RequestStatus.DONE, RequestStatus.NO_RESOURCES):
-            raise InvalidState(f"request {cloud_request.id} is {cloud_request.status.value}; "
-                               "only new, denied, done or no-resources requests can be removed",
+            raise InvalidState(_("request ${id} is ${status}; only new, denied, done or "
+                                 "no-resources requests can be removed",
+                                 mapping={"id": cloud_request.id,
+                                          "status": cloud_request.status.value}),
                                field="request_id")
         if any(ca.state is not CloudApplianceState.REMOVED
                for ca in cloud_request.appliances):
-            raise InvalidState(f"request {cloud_request.id} still has appliances being torn "
-                               "down", field="request_id")
+            raise InvalidState(_("request ${id} still has appliances being torn down",
+                                 mapping={"id": cloud_request.id}), field="request_id")
         if self.billing.has_history(cloud_request.user, request_id=cloud_request.id):
-            raise InvalidState(f"request {cloud_request.id} was charged; it is kept with the "
-                               "ledger", field="request_id")
+            raise InvalidState(_("request ${id} was charged; it is kept with the ledger",
+                                 mapping={"id": cloud_request.id}), field="request_id")
         self.events.log(source="cloud", name="request.removed", actor=actor,
                         obj=cloud_request, message=f"request {cloud_request.id} removed")
         for cloud_appliance in cloud_request.appliances:
@@ -776,7 +807,7 @@ class CloudRequestService:
     @staticmethod
     def _admin_only(actor: Actor) -> None:
         if not actor.is_admin:
-            raise PermissionDenied("only an admin may do this")
+            raise PermissionDenied(_("only an admin may do this"))
 
     # -- cloud appliances -------------------------------------------------------------------
     def appliance(self, appliance_id: Any, *, actor: Actor) -> CloudAppliance:
@@ -784,7 +815,8 @@ class CloudRequestService:
         cloud_appliance = self.db.get(CloudAppliance, appliance_id)
         if cloud_appliance is None or (actor.is_cloud_user and
                                        cloud_appliance.request.user.name != actor.name):
-            raise NotFound(f"no appliance {appliance_id}", field="appliance_id")
+            raise NotFound(_("no appliance ${id}", mapping={"id": appliance_id}),
+                           field="appliance_id")
         return cloud_appliance
 
     def appliances(self, *, actor: Actor, cloud_user: str | None = None

@@ -7,6 +7,7 @@ import datetime as dt
 import secrets
 from typing import Any
 
+from pyramid.i18n import TranslationString
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
@@ -28,9 +29,16 @@ from engine.db import utcnow
 from engine.errors import CapacityError, InvalidState, NotFound, ValidationError
 from engine.events.models import EventLevel
 from engine.events.services import EventService
+from engine.i18n import _
 from engine.plugins.manager import PluginService
 from engine.security import Actor
 from engine.validation import check_int, check_name
+
+
+def appliance_state(appliance: Appliance) -> TranslationString:
+    """Why an appliance cannot take a step in its current state."""
+    return _("appliance ${name} is ${state}",
+             mapping={"name": appliance.name, "state": appliance.state.value})
 
 
 def generate_mac() -> str:
@@ -91,14 +99,16 @@ class DatacenterService:
             in_use = self.db.scalar(select(func.count(Resource.id)).where(
                 Resource.virtualization_type_id == vtype.id))
             if in_use:
-                raise InvalidState(f"virtualization type {vtype.name} is used by {in_use} "
-                                   "resource(s)", field="plugin")
+                raise InvalidState(_("virtualization type ${name} is used by ${count} "
+                                     "resource(s)", mapping={"name": vtype.name,
+                                                             "count": in_use}), field="plugin")
             self.db.delete(vtype)
         for dtype in self.db.scalars(select(DeploymentType).where(DeploymentType.plugin == plugin)):
             in_use = self.db.scalar(select(func.count(Image.id)).where(
                 Image.deployment_type_id == dtype.id))
             if in_use:
-                raise InvalidState(f"deployment type {dtype.name} is used by {in_use} image(s)",
+                raise InvalidState(_("deployment type ${name} is used by ${count} image(s)",
+                                     mapping={"name": dtype.name, "count": in_use}),
                                    field="plugin")
             self.db.delete(dtype)
         self.db.flush()
@@ -106,13 +116,15 @@ class DatacenterService:
     def virtualization_type(self, name: str) -> VirtualizationType:
         vtype = self.db.scalar(select(VirtualizationType).where(VirtualizationType.name == name))
         if vtype is None:
-            raise NotFound(f"no virtualization type named {name!r}", field="virtualization")
+            raise NotFound(_("no virtualization type named ${name}",
+                             mapping={"name": repr(name)}), field="virtualization")
         return vtype
 
     def deployment_type(self, name: str) -> DeploymentType:
         dtype = self.db.scalar(select(DeploymentType).where(DeploymentType.name == name))
         if dtype is None:
-            raise NotFound(f"no deployment type named {name!r}", field="deployment_type")
+            raise NotFound(_("no deployment type named ${name}", mapping={"name": repr(name)}),
+                           field="deployment_type")
         return dtype
 
     def virtualization_types(self) -> list[VirtualizationType]:
@@ -126,10 +138,13 @@ class DatacenterService:
         """Register a machine by its MAC (unique)."""
         try:
             mac = normalize_mac(mac)
-        except ValueError as error:
-            raise ValidationError(str(error), field="mac") from None
+        except ValueError:
+            # normalize_mac's own wording, said here so that it can be translated
+            raise ValidationError(_("not a MAC address: ${mac}", mapping={"mac": repr(mac)}),
+                                  field="mac") from None
         if self.db.scalar(select(Resource.id).where(Resource.mac == mac)) is not None:
-            raise ValidationError(f"a resource with MAC {mac} exists already", field="mac")
+            raise ValidationError(_("a resource with MAC ${mac} exists already",
+                                    mapping={"mac": mac}), field="mac")
         resource = Resource(
             mac=mac, kind=kind, virtualization_type=self.virtualization_type(virtualization_type),
             name=name, host=host, cpus=check_int(cpus, field="cpus"),
@@ -146,7 +161,8 @@ class DatacenterService:
 
     def remove_resource(self, resource: Resource, *, actor: Actor) -> None:
         if self.db.scalar(select(Appliance.id).where(Appliance.resource_id == resource.id)):
-            raise InvalidState(f"resource {resource.id} runs an appliance", field="resource")
+            raise InvalidState(_("resource ${id} runs an appliance",
+                                 mapping={"id": resource.id}), field="resource")
         self.plugins.hook.qrm_resource_event(request=self.plugins.request, resource=resource,
                                              action="remove")
         self.events.log(source="datacenter", name="resource.removed", actor=actor, obj=resource,
@@ -157,7 +173,8 @@ class DatacenterService:
     def add_kernel(self, name: str, *, version: str = "", actor: Actor) -> Kernel:
         check_name(name, field="kernel")
         if self.db.scalar(select(Kernel.id).where(Kernel.name == name)) is not None:
-            raise ValidationError(f"a kernel named {name!r} exists already", field="kernel")
+            raise ValidationError(_("a kernel named ${name} exists already",
+                                    mapping={"name": repr(name)}), field="kernel")
         kernel = Kernel(name=name, version=version)
         self.db.add(kernel)
         self.db.flush()
@@ -169,14 +186,16 @@ class DatacenterService:
     def kernel(self, name: str) -> Kernel:
         kernel = self.db.scalar(select(Kernel).where(Kernel.name == name))
         if kernel is None:
-            raise NotFound(f"no kernel named {name!r}", field="kernel")
+            raise NotFound(_("no kernel named ${name}", mapping={"name": repr(name)}),
+                           field="kernel")
         return kernel
 
     def add_storage(self, name: str, *, storage_type: str, actor: Actor, capacity_mb: int = 0,
                     resource: Resource | None = None, comment: str = "") -> Storage:
         check_name(name, field="storage")
         if self.db.scalar(select(Storage.id).where(Storage.name == name)) is not None:
-            raise ValidationError(f"a storage named {name!r} exists already", field="storage")
+            raise ValidationError(_("a storage named ${name} exists already",
+                                    mapping={"name": repr(name)}), field="storage")
         storage = Storage(name=name, storage_type=storage_type,
                           capacity_mb=check_int(capacity_mb, field="capacity_mb"),
                           comment=comment)
@@ -194,7 +213,8 @@ class DatacenterService:
         """Register an image whose volume exists already (see ``create_image`` otherwise)."""
         check_name(name, field="image", max_length=100)
         if self.db.scalar(select(Image.id).where(Image.name == name)) is not None:
-            raise ValidationError(f"an image named {name!r} exists already", field="image")
+            raise ValidationError(_("an image named ${name} exists already",
+                                    mapping={"name": repr(name)}), field="image")
         image = Image(name=name, storage=storage, deployment_type=self.deployment_type(
             deployment_type), root_device=root_device, size_mb=size_mb, is_master=is_master,
             origin_id=origin.id if origin else None, owner_id=owner_id, comment=comment)
@@ -216,7 +236,8 @@ class DatacenterService:
     def image(self, name: str) -> Image:
         image = self.db.scalar(select(Image).where(Image.name == name))
         if image is None:
-            raise NotFound(f"no image named {name!r}", field="image")
+            raise NotFound(_("no image named ${name}", mapping={"name": repr(name)}),
+                           field="image")
         return image
 
     # -- clones -----------------------------------------------------------------------------
@@ -229,11 +250,12 @@ class DatacenterService:
         existing = self.db.scalar(select(Image).where(Image.name == name))
         if existing is not None:
             if existing.origin_id != image.id:
-                raise InvalidState(f"image {name} exists and is not a clone of {image.name}")
+                raise InvalidState(_("image ${name} exists and is not a clone of ${origin}",
+                                     mapping={"name": name, "origin": image.name}))
             return existing
         if image.storage is None:
-            raise InvalidState(f"image {image.name} has no storage and cannot be cloned",
-                               field="image")
+            raise InvalidState(_("image ${name} has no storage and cannot be cloned",
+                                 mapping={"name": image.name}), field="image")
         driver = self.plugins.storage_driver(image.storage.storage_type)
         root_device = driver.clone_volume(image.storage, source_root_device=image.root_device,
                                           name=name, size_mb=size_mb)
@@ -250,7 +272,8 @@ class DatacenterService:
     def remove_image(self, image: Image, *, actor: Actor) -> None:
         """Remove an image and its volume; refused while an appliance uses it."""
         if self.db.scalar(select(Appliance.id).where(Appliance.image_id == image.id)):
-            raise InvalidState(f"image {image.name} is used by an appliance", field="image")
+            raise InvalidState(_("image ${name} is used by an appliance",
+                                 mapping={"name": image.name}), field="image")
         if image.storage is not None:
             driver = self.plugins.storage_driver(image.storage.storage_type)
             driver.remove_volume(image.storage, root_device=image.root_device)
@@ -380,8 +403,9 @@ class DatacenterService:
             self.plugins.hook.qrm_resource_event(request=self.plugins.request, resource=vm,
                                                  action="add")
             return vm
-        raise CapacityError(f"no {vm_type.label} host has room for {cpus} CPU(s) and "
-                            f"{memory_mb} MB")
+        raise CapacityError(_("no ${type} host has room for ${cpus} CPU(s) and ${memory_mb} MB",
+                              mapping={"type": vm_type.label, "cpus": cpus,
+                                       "memory_mb": memory_mb}))
 
     def remove_vm(self, vm: Resource, *, actor: Actor) -> None:
         """Destroy a VM and forget its resource."""
@@ -441,7 +465,8 @@ class AppliancesService:
         """Create a stopped appliance (no boot, storage or PXE action happens on add)."""
         name = check_name(name.lower(), field="name", max_length=100)
         if self.db.scalar(select(Appliance.id).where(Appliance.name == name)) is not None:
-            raise ValidationError(f"an appliance named {name!r} exists already", field="name")
+            raise ValidationError(_("an appliance named ${name} exists already",
+                                    mapping={"name": repr(name)}), field="name")
         appliance = Appliance(name=name, kernel=kernel, image=image,
                               virtualization_type=virtualization_type, cpus=cpus,
                               memory_mb=memory_mb, nics=nics, ha=ha, resource=resource,
@@ -456,7 +481,7 @@ class AppliancesService:
 
     def assign_resource(self, appliance: Appliance, resource: Resource, *, actor: Actor) -> None:
         if appliance.state is not ApplianceState.STOPPED:
-            raise InvalidState(f"appliance {appliance.name} is {appliance.state.value}")
+            raise InvalidState(appliance_state(appliance))
         appliance.resource = resource
         self.db.flush()
         self.events.log(source="datacenter", name="appliance.assigned", actor=actor,
@@ -470,10 +495,11 @@ class AppliancesService:
         if appliance.state in (ApplianceState.STARTING, ApplianceState.ACTIVE):
             return appliance  # idempotent: a resumed step does not reboot twice
         if appliance.state is not ApplianceState.STOPPED:
-            raise InvalidState(f"appliance {appliance.name} is {appliance.state.value}")
+            raise InvalidState(appliance_state(appliance))
         resource = appliance.resource
         if resource is None:
-            raise InvalidState(f"appliance {appliance.name} has no resource", field="resource")
+            raise InvalidState(_("appliance ${name} has no resource",
+                                 mapping={"name": appliance.name}), field="resource")
         resource.kernel = appliance.kernel
         resource.image = appliance.image
         self.plugins.hook.qrm_resource_assigned(request=self.plugins.request, resource=resource,
@@ -519,7 +545,7 @@ class AppliancesService:
     def release(self, appliance: Appliance, *, actor: Actor) -> Resource | None:
         """Unbind a stopped appliance from its resource (the resource is free again)."""
         if appliance.state is not ApplianceState.STOPPED:
-            raise InvalidState(f"appliance {appliance.name} is {appliance.state.value}")
+            raise InvalidState(appliance_state(appliance))
         resource, appliance.resource = appliance.resource, None
         self.db.flush()
         return resource
@@ -527,8 +553,9 @@ class AppliancesService:
     def remove(self, appliance: Appliance, *, actor: Actor) -> None:
         """Delete a stopped appliance."""
         if appliance.state is not ApplianceState.STOPPED:
-            raise InvalidState(f"appliance {appliance.name} is {appliance.state.value}; stop it "
-                               "first")
+            raise InvalidState(_("appliance ${name} is ${state}; stop it first",
+                                 mapping={"name": appliance.name,
+                                          "state": appliance.state.value}))
         self._hook(appliance, "remove")
         self.events.log(source="datacenter", name="appliance.removed", actor=actor,
                         obj=appliance, message=f"appliance {appliance.name} removed")

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from engine.errors import DriverError, InvalidState, NotFound
 from engine.events.services import EventService
+from engine.i18n import _
 from engine.plugins import hookspecs
 from engine.plugins.models import Plugin, PluginState
 from engine.security import Actor
@@ -129,15 +130,18 @@ class PluginService:
     def act(self, name: str, action: str, *, actor: Actor) -> PluginState:
         """Run ``enable``/``start``/``stop``/``disable`` on plugin ``name``."""
         if name not in self.registry.plugins:
-            raise NotFound(f"no plugin named {name!r}", field="name")
+            raise NotFound(_("no plugin named ${name}", mapping={"name": repr(name)}),
+                           field="name")
         if action not in self._ACTIONS:
-            raise InvalidState(f"unknown plugin action {action!r}", field="action")
+            raise InvalidState(_("unknown plugin action ${action}",
+                                 mapping={"action": repr(action)}), field="action")
         allowed_from, new_state, hook_action = self._ACTIONS[action]
         current = self.states()[name]
         if current not in allowed_from:
             raise InvalidState(
-                f"plugin {name} is {current.value}; {action} needs it "
-                + " or ".join(state.value for state in allowed_from),
+                _("plugin ${name} is ${state}; ${action} needs it ${allowed}",
+                  mapping={"name": name, "state": current.value, "action": action,
+                           "allowed": " or ".join(state.value for state in allowed_from)}),
                 field="action",
             )
         self.registry.relay([name]).qrm_plugin_action(request=self.request, name=name,
@@ -160,11 +164,13 @@ class PluginService:
             for driver in drivers:
                 if driver.storage_type == storage_type:
                     return driver
-        raise DriverError(f"no started plugin provides storage type {storage_type!r}")
+        raise DriverError(_("no started plugin provides storage type ${type}",
+                            mapping={"type": repr(storage_type)}))
 
     def virtualization_driver(self, vm_type: str) -> Any:
         for drivers in self.started_hook.qrm_virtualization_drivers(request=self.request):
             for driver in drivers:
                 if driver.vm_type == vm_type:
                     return driver
-        raise DriverError(f"no started plugin provides virtualization type {vm_type!r}")
+        raise DriverError(_("no started plugin provides virtualization type ${type}",
+                            mapping={"type": repr(vm_type)}))

@@ -69,7 +69,7 @@ def test_german_amounts_are_read_the_german_way(testapp, demo_cloud, pyramid_req
 
 
 def test_refusal_is_explained_in_german(testapp, demo_cloud):
-    """A refused form names its kind in German next to the field."""
+    """A refused form names its kind and the service's reason in German next to the field."""
     testapp.extra_environ["HTTP_ACCEPT_LANGUAGE"] = "de"
     admin_login(testapp)
     form = testapp.get("/admin/cloud/config").forms["config-form"]
@@ -77,7 +77,8 @@ def test_refusal_is_explained_in_german(testapp, demo_cloud):
 
     page = form.submit(status=400)
 
-    assert text_of(page, "error-config-max_disk_size").startswith("Ungültige Eingabe:")
+    assert text_of(page, "error-config-max_disk_size") == (
+        "Ungültige Eingabe: max_disk_size muss eine ganze Zahl sein")
 
 
 @pytest.mark.parametrize("language", ["en", "de"])

@@ -17,6 +17,7 @@ from tests.functional.test_portal_support import (
     admin_session,
     all_requests,
     cloud_user,
+    field_error,
     log_in,
     page,
     submit_request,
@@ -106,6 +107,17 @@ def test_german_formats_numbers_dates_and_money_the_german_way(testapp, demo_clo
     assert "24.12.2030, 18:30:00" in detail.text
     assert text_of(detail, "request-status") == "Aktiv"
     assert "Läuft" in text_of(detail, "appliances-table")
+
+
+def test_refused_request_is_explained_in_german(testapp, demo_cloud):
+    """The service's reason is shown in German too, after the kind of refusal."""
+    testapp.extra_environ["HTTP_ACCEPT_LANGUAGE"] = "de"
+    log_in(testapp)
+
+    response = submit_request(testapp, kernel="no-such-kernel")
+
+    assert field_error(response, "kernel") == (
+        "Diese Auswahl ist nicht verfügbar. (kein Kernel namens 'no-such-kernel')")
 
 
 @pytest.mark.parametrize("path", ["/", "/login", "/register", "/requests/new", "/requests",
