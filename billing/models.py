@@ -20,7 +20,7 @@ class LedgerEntry(Base):
     __table_args__ = (Index("ix_ledger_entry_user_time", "user_id", "time"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    #: what makes this movement unique (``charge:appliance:7:2026-11-24T10:00Z``); a second
+    #: what makes this movement unique (``charge:appliance:7:run:0:hour:3``); a second
     #: insert of the same key fails, so nothing is ever charged twice
     idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("cloud_user.id"))

@@ -2,7 +2,8 @@
 
 Ledger-first accounting: every movement is one ``ledger_entry`` row with a unique
 idempotency key, written in the same transaction as the cached balance on the user row. A
-charge for appliance *a* and hour *k* has the key ``charge:appliance:a:hour:k``, so two
+charge for hour *k* of run *r* of appliance *a* has the key ``charge:appliance:a:run:r:hour:k``
+(a run starts when the appliance becomes active, again after a pause), so two
 schedulers, a retry or a restart can never charge it twice, and an hour the scheduler missed
 is charged late instead of never.
 """
@@ -274,7 +275,8 @@ class BillingService:
         detail = ", ".join(f"{c['label']} {c['price']}" for c in components
                            if Decimal(c["price"]))
         return Movement(
-            key=f"charge:appliance:{cloud_appliance.id}:hour:{hour}", amount=-amount,
+            key=f"charge:appliance:{cloud_appliance.id}:run:{cloud_appliance.run}:hour:{hour}",
+            amount=-amount,
             reason="Cloud Billing",
             comment=f"{plain(amount)} CCUs for appliance {cloud_appliance.name} (request "
             f"{cloud_request.id}), hour from {period_start:%Y-%m-%d %H:%M} UTC"

@@ -17,6 +17,7 @@ ROUTES: tuple[tuple[str, str], ...] = (
     ("portal.requests.detail", r"/requests/{id:\d+}"),
     ("portal.requests.deprovision", r"/requests/{id:\d+}/deprovision"),
     ("portal.requests.extend", r"/requests/{id:\d+}/extend"),
+    ("portal.appliances.command", r"/appliances/{id:\d+}/command"),
     ("portal.account", "/account"),
     ("portal.account.profile", "/account/profile"),
     ("portal.account.password", "/account/password"),

@@ -39,7 +39,6 @@ DEFAULT_TRANSACTIONS = 100
 MAX_TRANSACTIONS = 1000
 #: movements of a request searched for its last charge (newest first)
 LAST_BILL_WINDOW = 100
-APPLIANCE_COMMANDS = ("start", "stop", "restart")
 
 
 # -- the wire structures ----------------------------------------------------------------------
@@ -239,17 +238,12 @@ def appliance_get_details(request: Any, actor: Actor, *, appliance_id: Any) -> d
 
 def appliance_command(request: Any, actor: Actor, *, appliance_id: Any,
                       command: str | None) -> str:
-    """Start, stop (pause) or restart a cloud appliance. Returns its new state. Not available
-    yet: answered with Client.InvalidState."""
-    # The lookup comes first: someone else's appliance is NotFound whatever the command.
-    _requests(request).appliance(appliance_id, actor=actor)
-    command = (command or "").strip().lower()
-    if command not in APPLIANCE_COMMANDS:
-        raise ValidationError("command must be start, stop or restart", field="command")
-    # CloudRequestService has no pause/unpause/restart operation for cloud appliances.
-    what = {"start": "starting (unpausing) appliances", "stop": "pausing appliances",
-            "restart": "restarting appliances"}[command]
-    raise _not_available(what)
+    """Start (resume), stop (pause: not billed, resources released, disk kept) or restart a
+    cloud appliance of an active request. Returns its new state."""
+    from engine.cloud.provisioning import ProvisioningService
+
+    return request.find_service(ProvisioningService).command(
+        appliance_id, command or "", actor=actor).state.value
 
 
 def appliance_comment(request: Any, actor: Actor, *, appliance_id: Any,

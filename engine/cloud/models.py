@@ -220,6 +220,8 @@ class ProvisionStep(enum.Enum):
     ADDRESSES = "addresses"        # IPs assigned from the pool
     STARTING = "starting"          # appliance started; waiting for the resource to come up
     RUNNING = "running"            # active
+    PAUSING = "pausing"            # paused by its user: appliance stopping, not billed
+    PAUSED = "paused"              # paused: resource released, disk (clone) kept
     STOPPING = "stopping"          # teardown: appliance stopped, waiting for the resource
     RELEASED = "released"          # teardown: clone, VM, IPs released
     FAILED = "failed"              # provisioning gave up; teardown follows
@@ -249,7 +251,10 @@ class CloudAppliance(Base):
     disk_mb: Mapped[int] = mapped_column(Integer, default=0)
     active_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     active_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
-    #: whole hours already charged (a cache; the ledger's unique key is the guarantee)
+    #: how often it was started again after a pause: each run is billed from its own start
+    run: Mapped[int] = mapped_column(Integer, default=0)
+    #: whole hours of this run already charged (a cache; the ledger's unique key is the
+    #: guarantee)
     hours_charged: Mapped[int] = mapped_column(Integer, default=0)
     comment: Mapped[str] = mapped_column(String(255), default="")
     error: Mapped[str] = mapped_column(Text, default="")

@@ -43,9 +43,11 @@ from engine.datacenter.models import (
 )
 from engine.datacenter.services import AppliancesService, DatacenterService, supports_row_locks
 from engine.db import utcnow
-from engine.errors import CapacityError
+from engine.errors import CapacityError, InvalidState, ValidationError
 from engine.events.models import EventLevel
 from engine.events.services import EventService
+from engine.i18n import _
+from engine.scheduler.kick import kick_after_commit
 from engine.security import Actor
 
 log = logging.getLogger(__name__)
@@ -65,10 +67,11 @@ class ProvisioningService:
     def __init__(self, db: Session, *, requests: CloudRequestService,
                  datacenter: DatacenterService, appliances: AppliancesService,
                  config: CloudConfigService, billing: BillingPort,
-                 events: EventService) -> None:
+                 events: EventService, request: Any = None) -> None:
         self.db, self.requests, self.datacenter = db, requests, datacenter
         self.appliances, self.config, self.billing, self.events = (appliances, config,
                                                                    billing, events)
+        self.request = request
 
     @classmethod
     def create_service(cls, _context: Any, request: Any) -> ProvisioningService:
@@ -77,7 +80,7 @@ class ProvisioningService:
                    appliances=request.find_service(AppliancesService),
                    config=request.find_service(CloudConfigService),
                    billing=request.find_service(BillingPort),
-                   events=request.find_service(EventService))
+                   events=request.find_service(EventService), request=request)
 
     # -- what is due ------------------------------------------------------------------------
     def due_request_ids(self, *, now: Any = None) -> list[int]:
@@ -105,13 +108,95 @@ class ProvisioningService:
         if cloud_request.status is RequestStatus.APPROVED:
             return self._advance_provisioning(cloud_request, now)
         if cloud_request.status is RequestStatus.ACTIVE:
-            if cloud_request.stop <= now:
-                self.requests.transition(cloud_request, RequestStatus.DEPROVISION, actor=ACTOR,
-                                         reason="stop time reached")
-                return True
-            cloud_request.next_step_at = cloud_request.stop
-            return False
+            return self._advance_active(cloud_request, now)
         return self._advance_teardown(cloud_request, now)
+
+    def _advance_active(self, cloud_request: CloudRequest, now: Any) -> bool:
+        if cloud_request.stop <= now:
+            self.requests.transition(cloud_request, RequestStatus.DEPROVISION, actor=ACTOR,
+                                     reason="stop time reached")
+            return True
+        progressed = False
+        for ca in cloud_request.appliances:
+            progressed |= self._pause_or_resume_step(cloud_request, ca, now)
+        busy = any(ca.step not in (ProvisionStep.RUNNING, ProvisionStep.PAUSED)
+                   for ca in cloud_request.appliances)
+        cloud_request.next_step_at = now if busy else cloud_request.stop
+        return progressed
+
+    def _pause_or_resume_step(self, cloud_request: CloudRequest, ca: CloudAppliance,
+                              now: Any) -> bool:
+        if ca.step is ProvisionStep.PAUSING:
+            if ca.appliance.state is not ApplianceState.STOPPED:
+                return False  # the resource is rebooting into idle
+            self._release_resource(ca)
+            ca.step = ProvisionStep.PAUSED
+            self.events.log(source="cloud", name="appliance.paused", actor=ACTOR, obj=ca,
+                            message=f"appliance {ca.name} is paused; its disk is kept")
+            return True
+        if ca.step in (ProvisionStep.RUNNING, ProvisionStep.PAUSED):
+            return False
+        try:  # being started again: the provisioning steps from placing it on
+            return self._provision_step(cloud_request, ca, now)
+        except NoResources as error:
+            ca.step, ca.state, ca.error = (ProvisionStep.PAUSED, CloudApplianceState.PAUSED,
+                                           str(error))
+            self.events.log(source="cloud", name="appliance.start-failed", actor=ACTOR,
+                            obj=ca, level=EventLevel.WARNING,
+                            message=f"appliance {ca.name} stays paused: {error}")
+            return True
+
+    # -- commands of the appliance's user ---------------------------------------------------
+    def command(self, appliance_id: Any, command: str, *, actor: Actor) -> CloudAppliance:
+        """``stop`` (pause: not billed, resources released, disk kept), ``start`` (resume),
+        or ``restart`` (reboot) one cloud appliance of an active request."""
+        ca = self.requests.appliance(appliance_id, actor=actor)
+        command = (command or "").strip().lower()
+        actions = {"stop": self._pause, "start": self._resume, "restart": self._restart}
+        if command not in actions:
+            raise ValidationError(_("command must be start, stop or restart"), field="command")
+        if ca.request.status is not RequestStatus.ACTIVE:
+            raise InvalidState(_("appliance ${id} belongs to a request that is ${status}",
+                                 mapping={"id": ca.id, "status": ca.request.status.value}),
+                               field="appliance_id")
+        actions[command](ca, actor=actor)
+        ca.request.next_step_at = utcnow()
+        self.db.flush()
+        kick_after_commit(self.request, "cloud.sweep")
+        return ca
+
+    @staticmethod
+    def allowed_commands(ca: CloudAppliance) -> frozenset[str]:
+        """The commands ``command`` accepts for ``ca`` now (for offering only those)."""
+        if ca.request.status is not RequestStatus.ACTIVE:
+            return frozenset()
+        return {ProvisionStep.RUNNING: frozenset({"stop", "restart"}),
+                ProvisionStep.PAUSED: frozenset({"start"})}.get(ca.step, frozenset())
+
+    def _require(self, ca: CloudAppliance, step: ProvisionStep, command: str) -> None:
+        if ca.step is not step:
+            raise InvalidState(_("appliance ${id} is ${state}; it cannot ${command} now",
+                                 mapping={"id": ca.id, "state": ca.state.value,
+                                          "command": command}), field="appliance_id")
+
+    def _pause(self, ca: CloudAppliance, *, actor: Actor) -> None:
+        self._require(ca, ProvisionStep.RUNNING, "stop")
+        self._close_run(ca, utcnow())
+        self.appliances.stop(ca.appliance, actor=actor)
+        ca.step, ca.state = ProvisionStep.PAUSING, CloudApplianceState.PAUSED
+        self.events.log(source="cloud", name="appliance.pause", actor=actor, obj=ca,
+                        message=f"appliance {ca.name} pausing")
+
+    def _resume(self, ca: CloudAppliance, *, actor: Actor) -> None:
+        self._require(ca, ProvisionStep.PAUSED, "start")
+        ca.step, ca.state, ca.error = (ProvisionStep.APPLIANCE,
+                                       CloudApplianceState.PROVISIONING, "")
+        self.events.log(source="cloud", name="appliance.resume", actor=actor, obj=ca,
+                        message=f"appliance {ca.name} starting again")
+
+    def _restart(self, ca: CloudAppliance, *, actor: Actor) -> None:
+        self._require(ca, ProvisionStep.RUNNING, "restart")
+        self.appliances.restart(ca.appliance, actor=actor)
 
     def _advance_provisioning(self, cloud_request: CloudRequest, now: Any) -> bool:
         if cloud_request.start > now:
@@ -187,6 +272,8 @@ class ProvisioningService:
                 return False
             ca.step = ProvisionStep.RUNNING
             ca.state = CloudApplianceState.ACTIVE
+            if ca.active_since is not None:  # started again after a pause: a new run
+                ca.run, ca.hours_charged, ca.active_until = ca.run + 1, 0, None
             ca.active_since = now
             self.events.log(source="cloud", name="appliance.active", actor=ACTOR, obj=ca,
                             message=f"appliance {ca.name} of request {cloud_request.id} is "
@@ -274,26 +361,46 @@ class ProvisioningService:
             return False
         appliance = ca.appliance
         if ca.step in (ProvisionStep.STARTING, ProvisionStep.RUNNING):
-            if ca.active_since is not None:
-                # bill every hour that started before the teardown, then stop the meter
-                self.billing.charge_appliance(ca, now=now, actor=ACTOR)
-                ca.active_until = now
+            self._close_run(ca, now)
             self.appliances.stop(appliance, actor=ACTOR)
             ca.state = CloudApplianceState.DEPROVISIONING
             ca.step = ProvisionStep.STOPPING
             self.db.flush()
             return True
-        if ca.step is ProvisionStep.STOPPING and appliance is not None \
+        if ca.step in (ProvisionStep.STOPPING, ProvisionStep.PAUSING) and appliance is not None \
                 and appliance.state is not ApplianceState.STOPPED:
             return False  # the resource is rebooting into idle; its report moves us on
         self._release(ca)
         return True
 
-    def _release(self, ca: CloudAppliance) -> None:
-        """Give back everything provisioning made for ``ca`` (each part once)."""
+    def _close_run(self, ca: CloudAppliance, now: Any) -> None:
+        """Bill every hour of the running run that started by ``now``, then stop the meter."""
+        if ca.active_since is not None and ca.active_until is None:
+            self.billing.charge_appliance(ca, now=now, actor=ACTOR)
+            ca.active_until = now
+
+    def _release_resource(self, ca: CloudAppliance) -> None:
+        """A paused appliance gives back its resource (the VM made for it is removed) and
+        its IP addresses; its disk stays."""
+        self._release_addresses(ca)
+        self.appliances.release(ca.appliance, actor=ACTOR)
+        ca.resource_id = None
+        self.db.flush()
+        if ca.created_vm_id is not None:
+            vm = self.db.get(Resource, ca.created_vm_id)
+            ca.created_vm_id = None
+            self.db.flush()
+            if vm is not None:
+                self.datacenter.remove_vm(vm, actor=ACTOR)
+
+    def _release_addresses(self, ca: CloudAppliance) -> None:
         for address in list(self.db.scalars(select(IpAddress).where(
                 IpAddress.cloud_appliance_id == ca.id))):
             address.cloud_appliance_id = None
+
+    def _release(self, ca: CloudAppliance) -> None:
+        """Give back everything provisioning made for ``ca`` (each part once)."""
+        self._release_addresses(ca)
         appliance = ca.appliance
         if appliance is not None:
             if appliance.state is not ApplianceState.STOPPED:

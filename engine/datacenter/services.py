@@ -537,6 +537,18 @@ class AppliancesService:
         self._hook(appliance, "stop")
         return appliance
 
+    def restart(self, appliance: Appliance, *, actor: Actor) -> Appliance:
+        """Reboot an active appliance's resource into the same kernel and image; it is
+        ``starting`` until the resource reports that it runs again."""
+        if appliance.state is not ApplianceState.ACTIVE or appliance.resource is None:
+            raise InvalidState(appliance_state(appliance))
+        self.datacenter.reboot(appliance.resource, actor=actor)
+        appliance.state = ApplianceState.STARTING
+        self.events.log(source="datacenter", name="appliance.restart", actor=actor,
+                        obj=appliance, message=f"appliance {appliance.name} restarting")
+        self._hook(appliance, "restart")
+        return appliance
+
     def _stopped(self, appliance: Appliance, *, actor: Actor) -> None:
         appliance.state = ApplianceState.STOPPED
         appliance.stopped_at = utcnow()

@@ -39,7 +39,8 @@ def qrm_configure(config: Any) -> None:
 
 @hookspec
 def qrm_appliance_event(request: Any, appliance: Any, action: str) -> None:
-    """An appliance was added, removed, started or stopped (``action``). Enabled plugins, after
+    """An appliance was added, removed, started, stopped or restarted (``action``: ``add``,
+    ``remove``, ``start``, ``stop``, ``restart``). Enabled plugins, after
     the engine's own work for that action, inside its transaction."""
 
 

@@ -12,6 +12,7 @@ from pyramid.view import view_config
 from billing.services import LedgerService
 from engine.cloud.config import CloudConfigService
 from engine.cloud.models import CloudRequest, ProductType
+from engine.cloud.provisioning import ProvisioningService
 from engine.cloud.services import CloudRequestService, ProductService
 from engine.db import utcnow
 from engine.errors import NotFound, QrmError, ValidationError
@@ -28,7 +29,7 @@ from portal.forms import (
     submit_arguments,
     utc_time,
 )
-from portal.i18n import _, input_time, translate
+from portal.i18n import APPLIANCE_STATE_LABELS, _, input_time, translate
 from portal.pricing import price_preview
 from portal.views import current_user, doom
 
@@ -158,7 +159,8 @@ def request_detail(request: Any) -> dict[str, Any]:
     charges = ledger.transactions(current_user(request), limit=CHARGES_WINDOW,
                                   request_id=cloud_request.id)
     return {"cloud_request": cloud_request, "charges": charges,
-            "may_deprovision": may_deprovision_for(request)}
+            "may_deprovision": may_deprovision_for(request),
+            "appliance_commands": ProvisioningService.allowed_commands}
 
 
 def back_to(request: Any, cloud_request_id: int) -> HTTPSeeOther:
@@ -198,3 +200,26 @@ def extend(request: Any) -> HTTPSeeOther:
         request.session.flash(translate(request, _("The stop time of request ${id} was changed."),
                                         id=cloud_request.id))
     return back_to(request, cloud_request.id)
+
+
+@view_config(route_name="portal.appliances.command", request_method="POST",
+             permission=Permissions.PORTAL_USE)
+def appliance_command(request: Any) -> HTTPSeeOther:
+    """Pause (stop), resume (start) or restart one of the user's appliances."""
+    service = request.find_service(ProvisioningService)
+    try:
+        cloud_appliance = service.command(request.matchdict["id"],
+                                          request.POST.get("command", ""),
+                                          actor=request.identity)
+    except NotFound:
+        raise HTTPNotFound() from None
+    except QrmError as error:
+        doom(request)
+        request.session.flash(error_message(request, error), queue="error")
+        return HTTPSeeOther(request.route_url("portal.requests"))
+    request.session.flash(translate(request, _("${name}: ${state}."),
+                                    name=cloud_appliance.name,
+                                    state=translate(request,
+                                                    APPLIANCE_STATE_LABELS[cloud_appliance.state])))
+    return HTTPSeeOther(request.route_url("portal.requests.detail",
+                                          id=cloud_appliance.request_id))

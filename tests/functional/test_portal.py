@@ -72,3 +72,37 @@ def test_request_goes_from_form_to_done_through_the_portal(testapp, demo_cloud,
     assert page(listing).get_element_by_id(f"request-{cloud_request.id}").get(
         "data-status") == "done"
     assert "Done" in text_of(listing, f"request-{cloud_request.id}")
+
+
+def test_user_pauses_resumes_and_restarts_a_system(testapp, demo_cloud, pyramid_request,
+                                                   registry):
+    """The request page offers pause, resume and restart, each only when it is possible."""
+    log_in(testapp)
+    request_form(testapp, virtualization="sim-vm").submit("action", value="submit")
+    (cloud_request,) = all_requests(pyramid_request)
+    pyramid_request.find_service(CloudRequestService).approve(cloud_request.id, actor=ADMIN)
+    commit(pyramid_request)
+    run_jobs(registry)
+
+    def buttons(detail):
+        return [form["command"].value for form in detail.forms.values()
+                if "command" in form.fields]
+
+    detail = testapp.get(f"/requests/{cloud_request.id}")
+    assert buttons(detail) == ["stop", "restart"]
+    paused = next(form for form in detail.forms.values() if "command" in form.fields
+              and form["command"].value == "stop").submit().follow()
+    assert "Paused." in paused.text
+    run_jobs(registry)
+    detail = testapp.get(f"/requests/{cloud_request.id}")
+    assert buttons(detail) == ["start"]
+    assert page(detail).get_element_by_id(
+        f"appliance-{cloud_request.appliances[0].id}").get("data-state") == "paused"
+    detail.forms[next(key for key, form in detail.forms.items()
+                  if "command" in form.fields)].submit().follow()
+    run_jobs(registry)
+    detail = testapp.get(f"/requests/{cloud_request.id}")
+    assert buttons(detail) == ["stop", "restart"]
+    # a forged command (no CSRF token) changes nothing
+    appliance_id = cloud_request.appliances[0].id
+    testapp.post(f"/appliances/{appliance_id}/command", {"command": "stop"}, status=400)

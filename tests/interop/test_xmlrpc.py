@@ -132,8 +132,9 @@ def test_every_fault_code(rpc: Proxy, api_server: Any, alice: dict[str, Any],
     broke = create_user(api_server, "xbroke")
     arguments = [wire(value) for value in provision_arguments(in_hours(3))]
     assert fault_of(lambda: rpc("clouduser", broke).CloudProvision(*arguments))[0] == 6
-    code, text = fault_of(lambda: user.CloudApplianceCommand(alice["appliance_id"], "stop"))
-    assert (code, text) == (7, "pausing appliances is not available yet")
+    code, text = fault_of(lambda: user.CloudApplianceCommand(alice["appliance_id"], "start"))
+    assert code == 7
+    assert "cannot start now" in text
 
 
 def test_unexpected_error_is_fault_100_with_a_logged_reference(
@@ -202,3 +203,21 @@ def test_admin_operations_over_xmlrpc(rpc: Proxy, api_server: Any) -> None:
     assert product["type"] == "kernel"
     assert isinstance(product["price"], str)
     assert admin.CloudUserRemove(name) is True
+
+
+def test_pause_resume_and_restart_over_xmlrpc(rpc: Proxy, api_server: Any) -> None:
+    """CloudApplianceCommand pauses an appliance (not billed), resumes and restarts it."""
+    name = create_user(api_server, "xpause", credit=500)
+    request_id = submit_request(api_server, name, approve=True)
+    user = rpc("clouduser", name)
+    (appliance_id,) = user.CloudRequestGetDetails(request_id)["appliance_ids"]
+    assert user.CloudApplianceCommand(appliance_id, "stop") == "paused"
+    api_server.run_jobs()
+    paused = user.CloudApplianceGetDetails(appliance_id)
+    assert (paused["state"], paused["resource_id"]) == ("paused", None)
+    assert user.CloudApplianceCommand(appliance_id, "start") == "provisioning"
+    api_server.run_jobs()
+    assert user.CloudApplianceGetDetails(appliance_id)["state"] == "active"
+    assert user.CloudApplianceCommand(appliance_id, "restart") == "active"
+    api_server.run_jobs()
+    assert user.CloudApplianceGetDetails(appliance_id)["state"] == "active"

@@ -287,16 +287,15 @@ def test_provision_without_credit_is_insufficient_credit(
 
 
 @pytest.mark.parametrize(("operation", "arguments", "sentence"), [
-    ("CloudApplianceCommand", ("stop",), "pausing appliances is not available yet"),
-    ("CloudApplianceCommand", ("start",), "is not available yet"),
-    ("CloudApplianceCommand", ("restart",), "restarting appliances is not available yet"),
+    ("CloudApplianceCommand", ("start",), "it cannot start now"),
     ("CloudApplianceResize", (4000,), "resizing appliance disks is not available yet"),
     ("CloudAppliancePrivate", ("my-image",), "private images of appliances is not available"),
 ])
 def test_appliance_operations_the_engine_lacks_are_invalid_state(
         as_user: Callable[[str], zeep.Client], alice: dict[str, Any], operation: str,
         arguments: tuple[Any, ...], sentence: str) -> None:
-    """Commands the service layer cannot do yet answer InvalidState with a clear sentence."""
+    """Commands not possible now (or not yet offered) answer InvalidState with a clear
+    sentence."""
     client = as_user(alice["name"])
     code, text = fault_of(lambda: client.service[operation](alice["appliance_id"], *arguments))
     assert code == "Client.InvalidState"

@@ -1,0 +1,131 @@
+"""Pausing, resuming and restarting appliances of an active request."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy import func, select
+
+from billing.models import LedgerEntry
+from billing.services import BillingService
+from engine.cloud.models import (
+    CloudAppliance,
+    CloudApplianceState,
+    CloudRequest,
+    IpAddress,
+    ProvisionStep,
+    RequestStatus,
+)
+from engine.cloud.provisioning import ProvisioningService
+from engine.datacenter.models import ApplianceState, Image, Resource, VirtualizationKind
+from engine.errors import InvalidState, NotFound, ValidationError
+from engine.security import Actor
+from tests.conftest import commit, run_jobs
+from tests.unit.cloud.test_lifecycle import provision
+
+
+def vms(db) -> int:
+    return db.scalar(select(func.count(Resource.id)).where(
+        Resource.kind == VirtualizationKind.VM))
+
+
+def charges(db, appliance_id) -> list[LedgerEntry]:
+    return list(db.scalars(select(LedgerEntry).where(
+        LedgerEntry.cloud_appliance_id == appliance_id).order_by(LedgerEntry.id)))
+
+
+def command(cloud, appliance_id, what, actor=None):
+    service = cloud.request.find_service(ProvisioningService)
+    result = service.command(appliance_id, what, actor=actor or cloud.user_actor)
+    commit(cloud.request)
+    run_jobs(cloud.request.registry)
+    db = cloud.request.dbsession
+    db.expire_all()
+    return result.id, db
+
+
+def test_pause_releases_the_machine_keeps_the_disk_and_stops_billing(cloud):
+    db = cloud.request.dbsession
+    cloud_request = provision(cloud)
+    ca = cloud_request.appliances[0]
+    clone_id = ca.clone_image_id
+    assert vms(db) == 1
+
+    ca_id, db = command(cloud, ca.id, "stop")
+    ca = db.get(CloudAppliance, ca_id)
+    assert (ca.state, ca.step) == (CloudApplianceState.PAUSED, ProvisionStep.PAUSED)
+    assert ca.appliance.state is ApplianceState.STOPPED
+    assert ca.appliance.resource is None
+    assert vms(db) == 0  # the VM made for it is gone
+    assert db.get(Image, clone_id) is not None  # its disk is kept
+    assert db.scalar(select(func.count(IpAddress.id)).where(
+        IpAddress.cloud_appliance_id == ca.id)) == 0
+    assert db.get(CloudRequest, cloud_request.id).status is RequestStatus.ACTIVE
+    # hours while paused are not charged
+    billing = cloud.request.find_service(BillingService)
+    ca.active_since -= dt.timedelta(hours=5)
+    ca.active_until -= dt.timedelta(hours=5) - dt.timedelta(minutes=1)
+    assert billing.charge_due_hours() == 0
+
+
+def test_resume_starts_the_same_disk_on_a_new_machine_and_bills_a_new_run(cloud):
+    db = cloud.request.dbsession
+    cloud_request = provision(cloud)
+    ca = cloud_request.appliances[0]
+    clone_id = ca.clone_image_id
+    command(cloud, ca.id, "stop")
+    ca_id, db = command(cloud, ca.id, "start")
+    ca = db.get(CloudAppliance, ca_id)
+    assert (ca.state, ca.step, ca.run) == (CloudApplianceState.ACTIVE, ProvisionStep.RUNNING, 1)
+    assert ca.appliance.image_id == clone_id
+    assert ca.appliance.state is ApplianceState.ACTIVE
+    assert vms(db) == 1
+    keys = [entry.idempotency_key for entry in charges(db, ca.id)]
+    assert keys == [f"charge:appliance:{ca.id}:run:0:hour:0",
+                    f"charge:appliance:{ca.id}:run:1:hour:0"]
+
+
+def test_restart_reboots_and_keeps_billing(cloud):
+    cloud_request = provision(cloud)
+    ca = cloud_request.appliances[0]
+    service = cloud.request.find_service(ProvisioningService)
+    service.command(ca.id, "restart", actor=cloud.user_actor)
+    assert ca.appliance.state is ApplianceState.STARTING
+    commit(cloud.request)
+    run_jobs(cloud.request.registry)
+    db = cloud.request.dbsession
+    db.expire_all()
+    ca = db.get(CloudAppliance, ca.id)
+    assert ca.appliance.state is ApplianceState.ACTIVE
+    assert ca.state is CloudApplianceState.ACTIVE
+    assert len(charges(db, ca.id)) == 1
+
+
+def test_deprovisioning_a_paused_appliance_removes_its_disk(cloud):
+    cloud_request = provision(cloud)
+    ca = cloud_request.appliances[0]
+    clone_id = ca.clone_image_id
+    command(cloud, ca.id, "stop")
+    cloud.requests.deprovision(cloud_request.id, actor=cloud.user_actor)
+    commit(cloud.request)
+    run_jobs(cloud.request.registry)
+    db = cloud.request.dbsession
+    db.expire_all()
+    assert db.get(CloudRequest, cloud_request.id).status is RequestStatus.DONE
+    assert db.get(Image, clone_id) is None
+    assert len(charges(db, ca.id)) == 1
+
+
+def test_commands_are_checked(cloud):
+    cloud_request = provision(cloud)
+    ca = cloud_request.appliances[0]
+    service = cloud.request.find_service(ProvisioningService)
+    with pytest.raises(InvalidState):
+        service.command(ca.id, "start", actor=cloud.user_actor)  # it runs already
+    with pytest.raises(ValidationError) as raised:
+        service.command(ca.id, "explode", actor=cloud.user_actor)
+    assert raised.value.field == "command"
+    other = cloud.users.create("other", "password-2", "o@example.org", actor=cloud.admin)
+    with pytest.raises(NotFound):
+        service.command(ca.id, "stop", actor=Actor.cloud_user("other", other.id))
