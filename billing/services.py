@@ -27,14 +27,13 @@ from engine.cloud.billing_port import MoneyValue, Quote, RequestSpec
 from engine.cloud.config import CloudConfigService
 from engine.cloud.models import (
     CloudAppliance,
-    CloudApplianceState,
     CloudRequest,
     CloudUser,
     RequestStatus,
 )
 from engine.datacenter.services import supports_row_locks
 from engine.db import utcnow
-from engine.errors import NotFound, ValidationError
+from engine.errors import NotFound, PermissionDenied, ValidationError
 from engine.events.models import EventLevel
 from engine.events.services import EventService
 from engine.i18n import _
@@ -109,11 +108,7 @@ class LedgerService:
             return []
         try:
             with self.db.begin_nested():
-                # A locking read sees the newest committed balance on every backend.
-                query = select(CloudUser.ccus).where(CloudUser.id == user.id)
-                if supports_row_locks(self.db):
-                    query = query.with_for_update()
-                balance = quantize_ccus(self.db.execute(query).scalar_one())
+                balance = self._locked_balance(user)
                 entries = []
                 now = utcnow()
                 for movement in todo:
@@ -140,6 +135,24 @@ class LedgerService:
             self.db.refresh(user, ["ccus"])
         return entries
 
+    def post_to_balance(self, user: CloudUser, target: Decimal, *, key: str, reason: str,
+                        comment: str, actor: Actor) -> LedgerEntry | None:
+        """One movement that brings the balance to ``target``, computed under the row lock
+        (so a charge at the same moment cannot make it miss); None if it is there already."""
+        difference = quantize_ccus(target) - self._locked_balance(user)
+        if not difference:
+            return None
+        return self.post(user, difference, key=key, reason=reason, comment=comment,
+                         actor=actor)
+
+    def _locked_balance(self, user: CloudUser) -> Decimal:
+        # a locking read sees the newest committed balance on every backend; the lock is
+        # held until the transaction ends
+        query = select(CloudUser.ccus).where(CloudUser.id == user.id)
+        if supports_row_locks(self.db):
+            query = query.with_for_update()
+        return quantize_ccus(self.db.execute(query).scalar_one())
+
     def balance(self, user: CloudUser) -> Decimal:
         return quantize_ccus(self.db.scalar(
             select(CloudUser.ccus).where(CloudUser.id == user.id)) or 0)
@@ -159,6 +172,11 @@ class LedgerService:
         if request_id is not None:
             query = query.where(LedgerEntry.request_id == request_id)
         return list(self.db.scalars(query.order_by(LedgerEntry.id.desc()).limit(limit)))
+
+    def last_charge_time(self, request_id: int) -> dt.datetime | None:
+        """When the request was last charged for an hour (credits booked on it not counted)."""
+        return self.db.scalar(select(func.max(LedgerEntry.time)).where(
+            LedgerEntry.request_id == request_id, LedgerEntry.period_start.is_not(None)))
 
     def charged_since(self, since: dt.datetime) -> Decimal:
         """CCUs charged (as a positive number) since ``since``, all users."""
@@ -209,6 +227,7 @@ class BillingService:
                actor: Actor, request_id: int | None = None,
                key: str | None = None) -> LedgerEntry | None:
         """An admin credit (> 0) or debit (< 0): one ledger row, balance changed with it."""
+        self._admin_only(actor)
         try:
             amount = quantize_ccus(Decimal(str(amount)))
         except InvalidOperation:
@@ -241,20 +260,34 @@ class BillingService:
             target = quantize_ccus(Decimal(str(target)))
         except InvalidOperation:
             raise ValidationError(_("ccus must be a number"), field="ccus") from None
-        difference = target - self.ledger.balance(user)
-        if difference:
-            self.credit(user, difference, reason="Balance set by admin",
-                        comment=comment or f"balance set to {target}", actor=actor)
+        self._admin_only(actor)
+        entry = self.ledger.post_to_balance(
+            user, target, key=f"manual:{uuid.uuid4()}", reason="Balance set by admin",
+            comment=check_text(comment, field="comment", max_length=255)
+            or f"balance set to {plain(target)}", actor=actor)
+        if entry is not None:
+            self.events.log(source="billing", name="ledger.set", actor=actor, obj=user,
+                            message=f"balance of {user.name} set to {plain(target)} "
+                            f"({'+' if entry.amount > 0 else ''}{plain(entry.amount)} CCUs)")
         return self.ledger.balance(user)
+
+    @staticmethod
+    def _admin_only(actor: Actor) -> None:
+        if not actor.is_admin:
+            raise PermissionDenied(_("only an admin may change balances"))
 
     # -- charging ---------------------------------------------------------------------------
     def charge_appliance(self, cloud_appliance: CloudAppliance, *, now: dt.datetime,
                          actor: Actor = BILLING_ACTOR) -> int:
         """Charge every hour of ``cloud_appliance`` that has started by ``now`` (and before
         it stopped) and is not charged yet. Hour *k* starts at ``active_since + k hours``."""
-        if cloud_appliance.active_since is None or not self.config["cloud_billing_enabled"]:
+        if cloud_appliance.active_since is None:
             return 0
         due = due_hours(cloud_appliance.active_since, cloud_appliance.active_until, now)
+        if not self.config["cloud_billing_enabled"]:
+            # hours that run while billing is off are free, also after it is on again
+            cloud_appliance.hours_charged = max(cloud_appliance.hours_charged, due)
+            return 0
         movements = [self._hour_movement(cloud_appliance, hour, actor=actor)
                      for hour in range(cloud_appliance.hours_charged, due)]
         entries = self.ledger.post_many(cloud_appliance.request.user, movements) \
@@ -288,21 +321,18 @@ class BillingService:
         """Charge what is due for every appliance that ran; deprovision requests whose owner
         has no credit left. Returns the number of hours charged."""
         now = now or utcnow()
-        if not self.config["cloud_billing_enabled"]:
-            return 0
-        appliances = list(self.db.scalars(
-            select(CloudAppliance).where(CloudAppliance.active_since.is_not(None))
-            .where((CloudAppliance.active_until.is_(None))
-                   | (CloudAppliance.active_until > CloudAppliance.active_since))
-            .where(CloudAppliance.state.in_([CloudApplianceState.ACTIVE,
-                                             CloudApplianceState.PAUSED,
-                                             CloudApplianceState.DEPROVISIONING,
-                                             CloudApplianceState.REMOVED]))))
-        charged = 0
-        for cloud_appliance in appliances:
-            charged += self.charge_appliance(cloud_appliance, now=now)
+        charged = sum(self.charge_appliance(self.db.get(CloudAppliance, appliance_id), now=now)
+                      for appliance_id in self.running_appliance_ids())
         self.deprovision_exhausted()
         return charged
+
+    def running_appliance_ids(self) -> list[int]:
+        """Appliances whose run is open. A run is charged in full when it closes (pause,
+        teardown), so only open runs can have hours due."""
+        return list(self.db.scalars(
+            select(CloudAppliance.id).where(CloudAppliance.active_since.is_not(None),
+                                            CloudAppliance.active_until.is_(None))
+            .order_by(CloudAppliance.id)))
 
     def deprovision_exhausted(self) -> list[CloudRequest]:
         """Active requests of users whose balance is at or below zero are deprovisioned."""
@@ -325,5 +355,29 @@ class BillingService:
 
 
 def charge_job(request: Any) -> int:
-    """``billing.charge``: charge every due hour (late ones too)."""
-    return request.find_service(BillingService).charge_due_hours()
+    """``billing.charge``: charge every due hour (late ones too), each appliance in its own
+    transaction (a failure stays with its appliance; no user row stays locked for the whole
+    run); then deprovision requests whose owner has no credit left."""
+    from engine.scheduler.runner import run_in_transaction
+
+    registry = request.registry  # this job's own request never touches the database
+    now = utcnow()
+    ids = run_in_transaction(registry, lambda r: r.find_service(
+        BillingService).running_appliance_ids())
+    charged = 0
+    for appliance_id in ids:
+        try:
+            charged += run_in_transaction(registry, _charge_one, appliance_id=appliance_id,
+                                          now=now)
+        except Exception:
+            log.exception("charging appliance %s failed; it is charged at the next run",
+                          appliance_id)
+    run_in_transaction(registry, lambda r: r.find_service(
+        BillingService).deprovision_exhausted())
+    return charged
+
+
+def _charge_one(request: Any, appliance_id: int, now: dt.datetime) -> int:
+    service = request.find_service(BillingService)
+    cloud_appliance = service.db.get(CloudAppliance, appliance_id)
+    return service.charge_appliance(cloud_appliance, now=now) if cloud_appliance else 0

@@ -37,8 +37,6 @@ from engine.validation import check_int
 #: transactions returned when ``max`` is empty, and the most one call returns
 DEFAULT_TRANSACTIONS = 100
 MAX_TRANSACTIONS = 1000
-#: movements of a request searched for its last charge (newest first)
-LAST_BILL_WINDOW = 100
 
 
 # -- the wire structures ----------------------------------------------------------------------
@@ -126,10 +124,7 @@ def _balance(request: Any, user: CloudUser) -> Decimal:
 
 
 def _last_bill(request: Any, cloud_request: CloudRequest) -> dt.datetime | None:
-    # the newest charge among the request's movements (credits may be booked on it too)
-    entries = request.find_service(LedgerService).transactions(
-        cloud_request.user, limit=LAST_BILL_WINDOW, request_id=cloud_request.id)
-    return next((entry.time for entry in entries if entry.amount < 0), None)
+    return request.find_service(LedgerService).last_charge_time(cloud_request.id)
 
 
 def _details(request: Any, cloud_request: CloudRequest) -> dict[str, Any]:
@@ -176,10 +171,13 @@ def user_set_details(request: Any, actor: Actor, *, cloud_user: str | None,
                      lastname: str | None, forename: str | None, email: str | None,
                      street: str | None, city: str | None, country: str | None,
                      phone: str | None) -> dict[str, Any]:
-    """Change the cloud user's personal details. Returns the account."""
-    user = _users(request).set_details(
-        cloud_user, actor=actor, lastname=lastname, forename=forename, email=email,
-        street=street, city=city, country=country, phone=phone)
+    """Change the cloud user's personal details; an empty value leaves the detail as it is.
+    Returns the account."""
+    given = {"lastname": lastname, "forename": forename, "email": email, "street": street,
+             "city": city, "country": country, "phone": phone}
+    # XML-RPC callers without nil support can only send "": both mean "unchanged"
+    details = {field: value for field, value in given.items() if value}
+    user = _users(request).set_details(cloud_user, actor=actor, **details)
     return user_struct(user, _balance(request, user))
 
 
@@ -297,7 +295,6 @@ def product_get_list(request: Any, actor: Actor, *, product_type: str | None) ->
     products = request.find_service(ProductService)
     product_type = (product_type or "").strip()
     wanted = products.parse_type(product_type) if product_type else None
-    # ProductService.list takes no actor; cloud users see the enabled offers only.
     return [product.id for product in products.list(wanted, actor=actor)]
 
 

@@ -118,6 +118,11 @@ def authenticate_by_digest(db: Session, digests: DigestSecrets, *, throttle: Any
     if throttle:
         throttle.check(role, name)
     use_nonce(db, name, nonce)
+    if throttle:
+        # a call that faults is rolled back, nonce and all: record it again afterwards so
+        # that the token cannot be replayed
+        throttle.tm.get().addAfterAbortHook(_persist_nonce, args=(
+            throttle.session_factory, name, nonce))
     account = load(name)
     password = digests.open(account.digest_secret) if account else None
     if not digest_matches(password, digest=digest, nonce=nonce, created=created):
@@ -125,6 +130,18 @@ def authenticate_by_digest(db: Session, digests: DigestSecrets, *, throttle: Any
             throttle.record_failure(role, name, "wrong password digest")
         raise AuthenticationFailed(_("wrong user name or password"))
     return account
+
+
+def _persist_nonce(session_factory: Any, username: str, nonce: bytes) -> None:
+    session = session_factory()
+    try:
+        session.add(WsseNonce(username=username, nonce=base64.b64encode(nonce).decode(),
+                              created_at=utcnow()))
+        session.commit()
+    except IntegrityError:
+        session.rollback()  # recorded already
+    finally:
+        session.close()
 
 
 def digest_secrets(request: Any) -> DigestSecrets:

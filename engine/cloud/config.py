@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from engine.cloud.models import CloudConfigValue
 from engine.db import utcnow
-from engine.errors import ValidationError
+from engine.errors import PermissionDenied, ValidationError
 from engine.events.services import EventService
 from engine.i18n import _
 from engine.security import Actor
@@ -153,6 +153,8 @@ class CloudConfigService:
 
     def set(self, name: str, raw: Any, *, actor: Actor) -> Any:
         """Validate and store one value; the event log records old and new."""
+        if not actor.is_admin:
+            raise PermissionDenied(_("only an admin may change the configuration"))
         if name not in KEYS_BY_NAME:
             raise ValidationError(_("unknown configuration key ${name}",
                                     mapping={"name": repr(name)}), field=name)

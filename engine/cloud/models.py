@@ -224,7 +224,6 @@ class ProvisionStep(enum.Enum):
     PAUSED = "paused"              # paused: resource released, disk (clone) kept
     STOPPING = "stopping"          # teardown: appliance stopped, waiting for the resource
     RELEASED = "released"          # teardown: clone, VM, IPs released
-    FAILED = "failed"              # provisioning gave up; teardown follows
 
 
 class CloudAppliance(Base):

@@ -16,7 +16,9 @@ torn down and the request ends ``no-resources`` with nothing left behind.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
@@ -32,7 +34,7 @@ from engine.cloud.models import (
     ProvisionStep,
     RequestStatus,
 )
-from engine.cloud.services import CloudRequestService
+from engine.cloud.services import CloudRequestService, lock_row
 from engine.datacenter.models import (
     Appliance,
     ApplianceState,
@@ -43,12 +45,13 @@ from engine.datacenter.models import (
 )
 from engine.datacenter.services import AppliancesService, DatacenterService, supports_row_locks
 from engine.db import utcnow
-from engine.errors import CapacityError, InvalidState, ValidationError
+from engine.errors import CapacityError, InsufficientCredit, InvalidState, ValidationError
 from engine.events.models import EventLevel
 from engine.events.services import EventService
 from engine.i18n import _
 from engine.scheduler.kick import kick_after_commit
 from engine.security import Actor
+from engine.types import plain
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +154,7 @@ class ProvisioningService:
         """``stop`` (pause: not billed, resources released, disk kept), ``start`` (resume),
         or ``restart`` (reboot) one cloud appliance of an active request."""
         ca = self.requests.appliance(appliance_id, actor=actor)
+        lock_row(self.db, CloudRequest, ca.request_id)  # against a concurrent teardown
         command = (command or "").strip().lower()
         actions = {"stop": self._pause, "start": self._resume, "restart": self._restart}
         if command not in actions:
@@ -189,6 +193,17 @@ class ProvisioningService:
 
     def _resume(self, ca: CloudAppliance, *, actor: Actor) -> None:
         self._require(ca, ProvisionStep.PAUSED, "start")
+        if not self.config["cloud_enabled"]:
+            raise InvalidState(_("the cloud is in maintenance; paused systems cannot be "
+                                 "started now"))
+        user, price = ca.request.user, ca.request.price_per_hour
+        if self.config["cloud_billing_enabled"] and self.billing.balance(user) < max(
+                price, Decimal("0.0001")):
+            raise InsufficientCredit(_("starting costs ${price} CCUs for the first hour but "
+                                       "${name} has ${balance}",
+                                       mapping={"price": plain(price), "name": user.name,
+                                                "balance": plain(self.billing.balance(user))}),
+                                     field="appliance_id")
         ca.step, ca.state, ca.error = (ProvisionStep.APPLIANCE,
                                        CloudApplianceState.PROVISIONING, "")
         self.events.log(source="cloud", name="appliance.resume", actor=actor, obj=ca,
@@ -456,7 +471,14 @@ def sweep_job(request: Any) -> int:
     return steps
 
 
+#: a request whose step failed is tried again after this long (not at every sweep)
+RETRY_AFTER = dt.timedelta(minutes=1)
+
+
 def _record_failure(request: Any, request_id: int, error: Exception) -> None:
+    cloud_request = request.dbsession.get(CloudRequest, request_id)
+    if cloud_request is not None:
+        cloud_request.next_step_at = utcnow() + RETRY_AFTER
     message = getattr(error, "message", None) or f"{type(error).__name__}: {error}"
     request.find_service(EventService).log(
         source="cloud", name="request.step-failed", actor=ACTOR, level=EventLevel.ERROR,

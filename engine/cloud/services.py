@@ -10,7 +10,7 @@ from typing import Any
 
 from pyramid.i18n import TranslationString
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from engine.accounts.digest import DigestSecrets, authenticate_by_digest, digest_secrets
 from engine.accounts.throttle import LoginThrottle, login_throttle
@@ -50,6 +50,7 @@ from engine.events.services import EventService
 from engine.i18n import _
 from engine.scheduler.kick import kick_after_commit
 from engine.security import Actor, hash_password, verify_password
+from engine.types import plain
 from engine.validation import (
     check_email,
     check_int,
@@ -88,10 +89,22 @@ EXTENDABLE = frozenset({RequestStatus.NEW, RequestStatus.APPROVED, RequestStatus
 
 def lock_row(db: Session, model: type, row_id: int) -> Any:
     """Load a row with a write lock (SQLite: its writers are serialised already)."""
-    query = select(model).where(model.id == row_id)
+    query = select(model).where(model.id == row_id).execution_options(populate_existing=True)
     if supports_row_locks(db):
         query = query.with_for_update()
     return db.execute(query).scalar_one_or_none()
+
+
+def admin_only(actor: Actor) -> None:
+    """Changes of the cloud's offer, money and configuration are for admins (and the
+    engine's own system actors) only."""
+    if not actor.is_admin:
+        raise PermissionDenied(_("only an admin may do this"))
+
+
+def owns(actor: Actor, user_id: int, user_name: str) -> bool:
+    """Whether ``actor`` is the cloud user with this id (or, for an actor without id, name)."""
+    return actor.id == user_id if actor.id is not None else actor.name == user_name
 
 
 def account_status(name: str, status: CloudUserStatus) -> TranslationString:
@@ -147,7 +160,9 @@ class CloudUserService:
         return user
 
     def names(self) -> list[str]:
-        return list(self.db.scalars(select(CloudUser.name).order_by(CloudUser.name)))
+        """The names of the cloud users (removed accounts kept for their ledger left out)."""
+        return list(self.db.scalars(select(CloudUser.name).where(
+            CloudUser.password_hash != REMOVED_PASSWORD).order_by(CloudUser.name)))
 
     def all(self, *, include_removed: bool = False) -> list[CloudUser]:
         """Every cloud user by name; removed accounts (kept for their ledger) only if asked."""
@@ -289,7 +304,8 @@ class CloudUserService:
         if has_history:
             # requests and ledger rows refer to the user; keep the row, close the account
             user.status = CloudUserStatus.DISABLED
-            user.name = f"{user.name}~removed~{user.id}"
+            # frees the name for a new account; fits the 50 characters of the column
+            user.name = f"{user.name[:30]}~removed~{user.id}"
             user.password_hash = REMOVED_PASSWORD
         else:
             self.db.delete(user)
@@ -387,6 +403,7 @@ class ProductService:
 
     def add(self, product_type: ProductType, quantity: str, price: Any, name: str, *,
             actor: Actor, description: str = "", enabled: bool = True) -> Product:
+        admin_only(actor)
         quantity = check_text(str(quantity), field="quantity", required=True)
         if product_type in (ProductType.CPU, ProductType.DISK, ProductType.MEMORY,
                             ProductType.NETWORK, ProductType.QUANTITY):
@@ -411,6 +428,7 @@ class ProductService:
         return product
 
     def set_enabled(self, product_id: int, enabled: bool, *, actor: Actor) -> Product:
+        admin_only(actor)
         product = self.get(product_id, actor=actor)
         product.enabled = enabled
         self.events.log(source="cloud", name="product.enabled" if enabled else
@@ -420,6 +438,7 @@ class ProductService:
         return product
 
     def set_price(self, product_id: int, price: Any, *, actor: Actor) -> Product:
+        admin_only(actor)
         product = self.get(product_id, actor=actor)
         new_price = self._price(price)
         old, product.price = product.price, new_price
@@ -428,6 +447,7 @@ class ProductService:
         return product
 
     def remove(self, product_id: int, *, actor: Actor) -> None:
+        admin_only(actor)
         product = self.get(product_id, actor=actor)
         self.events.log(source="cloud", name="product.removed", actor=actor, obj=product,
                         message=f"product {product.type.value} {product.quantity} removed")
@@ -453,19 +473,25 @@ class CloudRequestService:
                    events=request.find_service(EventService), request=request)
 
     # -- reading ----------------------------------------------------------------------------
-    def get(self, request_id: Any, *, actor: Actor) -> CloudRequest:
-        """A request the actor may see; someone else's is answered like a missing one."""
+    def get(self, request_id: Any, *, actor: Actor, for_update: bool = False) -> CloudRequest:
+        """A request the actor may see; someone else's is answered like a missing one.
+        ``for_update`` locks its row, so a status change is checked against its newest
+        state (an admin approving while its user deprovisions, say)."""
         request_id = check_int(request_id, field="request_id", minimum=1)
-        cloud_request = self.db.get(CloudRequest, request_id)
-        if cloud_request is None or (actor.is_cloud_user and cloud_request.user.name
-                                     != actor.name):
+        cloud_request = lock_row(self.db, CloudRequest, request_id) if for_update \
+            else self.db.get(CloudRequest, request_id)
+        if cloud_request is None or (actor.is_cloud_user and not owns(
+                actor, cloud_request.user_id, cloud_request.user.name)):
             raise NotFound(_("no request ${id}", mapping={"id": request_id}),
                            field="request_id")
         return cloud_request
 
     def list(self, *, actor: Actor, cloud_user: str | None = None,
              statuses: Iterable[RequestStatus] | None = None) -> list[CloudRequest]:
-        query = select(CloudRequest).order_by(CloudRequest.id.desc())
+        query = select(CloudRequest).order_by(CloudRequest.id.desc()).options(
+            selectinload(CloudRequest.user), selectinload(CloudRequest.appliances),
+            selectinload(CloudRequest.virtualization_type), selectinload(CloudRequest.image),
+            selectinload(CloudRequest.kernel))
         if actor.is_cloud_user or cloud_user:
             user = self.users.resolve(cloud_user, actor=actor)
             query = query.where(CloudRequest.user_id == user.id)
@@ -534,6 +560,7 @@ class CloudRequestService:
         groups = tuple(dict.fromkeys(check_text(g, field="puppet_groups", max_length=50)
                                      for g in puppet_groups if g and g.strip()))
         ha = bool(ha)
+        self._check_options(ha=ha, puppet_groups=groups)
         if self.config["cloud_selector"]:
             self._check_products(values, kernel=kernel_row.name, virtualization=vtype.name,
                                  puppet_groups=groups)
@@ -543,13 +570,7 @@ class CloudRequestService:
                            disk_mb=values["disk_mb"], network_cards=values["network_cards"],
                            quantity=values["quantity"], ha=ha, puppet_groups=groups)
         quote = self.billing.quote(spec)
-        if self.config["cloud_billing_enabled"]:
-            balance = self.billing.balance(user)
-            if balance < quote.total or balance <= 0:
-                raise InsufficientCredit(
-                    _("the first hour costs ${price} CCUs but ${name} has ${balance}",
-                      mapping={"price": quote.total, "name": user.name, "balance": balance}),
-                    field="cloud_user")
+        self._check_credit(user, quote.total)
         clone = self._clone_on_deploy(clone_on_deploy, image_row)
         cloud_request = CloudRequest(
             user=user, status=RequestStatus.NEW, kernel=kernel_row, image=image_row,
@@ -615,6 +636,40 @@ class CloudRequestService:
             raise ValidationError(_("physical systems cannot be requested"),
                                   field="virtualization")
         return vtype
+
+    def _check_credit(self, user: CloudUser, first_hour: Decimal) -> None:
+        """With billing on, the balance must pay the first hour of this request and an hour
+        of every other request the user holds (so that credit is not promised twice)."""
+        if not self.config["cloud_billing_enabled"]:
+            return
+        held = self.db.scalar(select(func.coalesce(func.sum(
+            CloudRequest.price_per_hour * CloudRequest.quantity), 0)).where(
+            CloudRequest.user_id == user.id, CloudRequest.status.in_(
+                [RequestStatus.NEW, RequestStatus.APPROVED, RequestStatus.ACTIVE])))
+        held = Decimal(str(held or 0))
+        balance = self.billing.balance(user)
+        if balance <= 0 or balance < first_hour + held:
+            if held:
+                message = _("the first hour costs ${price} CCUs and the other requests of "
+                            "${name} ${held} CCUs per hour, but ${name} has ${balance}",
+                            mapping={"price": plain(first_hour), "held": plain(held),
+                                     "name": user.name, "balance": plain(balance)})
+            else:
+                message = _("the first hour costs ${price} CCUs but ${name} has ${balance}",
+                            mapping={"price": plain(first_hour), "name": user.name,
+                                     "balance": plain(balance)})
+            raise InsufficientCredit(message, field="cloud_user")
+
+    def _check_options(self, *, ha: bool, puppet_groups: tuple[str, ...]) -> None:
+        """High availability and puppet groups only where the cloud offers them."""
+        if ha and not self.config["show_ha_checkbox"]:
+            raise ValidationError(_("high availability is not offered"), field="ha")
+        if ha and self.config["cloud_selector"] and \
+                self.products.find_enabled(ProductType.HA, "1") is None:
+            raise ValidationError(_("high availability is not offered"), field="ha")
+        if puppet_groups and not self.config["show_puppet_groups"]:
+            raise ValidationError(_("applications (puppet groups) are not offered"),
+                                  field="puppet_groups")
 
     def _check_products(self, values: dict[str, Any], *, kernel: str, virtualization: str,
                         puppet_groups: tuple[str, ...]) -> None:
@@ -723,12 +778,12 @@ class CloudRequestService:
 
     def approve(self, request_id: Any, *, actor: Actor) -> CloudRequest:
         self._admin_only(actor)
-        return self.transition(self.get(request_id, actor=actor), RequestStatus.APPROVED,
-                               actor=actor)
+        return self.transition(self.get(request_id, actor=actor, for_update=True),
+                               RequestStatus.APPROVED, actor=actor)
 
     def deny(self, request_id: Any, *, actor: Actor, reason: str = "") -> CloudRequest:
         self._admin_only(actor)
-        cloud_request = self.get(request_id, actor=actor)
+        cloud_request = self.get(request_id, actor=actor, for_update=True)
         if cloud_request.appliances:
             raise InvalidState(_("request ${id} is being provisioned already; deprovision it "
                                  "instead", mapping={"id": cloud_request.id}), field="state")
@@ -736,7 +791,7 @@ class CloudRequestService:
 
     def deprovision(self, request_id: Any, *, actor: Actor, reason: str = "") -> CloudRequest:
         """Tear the request down (user, admin, stop time, credit): new, approved or active."""
-        cloud_request = self.get(request_id, actor=actor)
+        cloud_request = self.get(request_id, actor=actor, for_update=True)
         return self.transition(cloud_request, RequestStatus.DEPROVISION, actor=actor,
                                reason=reason or f"by {actor.label}")
 
@@ -756,11 +811,11 @@ class CloudRequestService:
             self._admin_only(actor)
             return self.deprovision(request_id, actor=actor)
         self._admin_only(actor)
-        return self.transition(self.get(request_id, actor=actor), RequestStatus.NEW,
-                               actor=actor, reason="reset by admin")
+        return self.transition(self.get(request_id, actor=actor, for_update=True),
+                               RequestStatus.NEW, actor=actor, reason="reset by admin")
 
     def extend(self, request_id: Any, stop: Any, *, actor: Actor) -> CloudRequest:
-        cloud_request = self.get(request_id, actor=actor)
+        cloud_request = self.get(request_id, actor=actor, for_update=True)
         if cloud_request.status not in EXTENDABLE:
             raise InvalidState(_("request ${id} is ${status} and cannot be extended",
                                  mapping={"id": cloud_request.id,
@@ -782,7 +837,7 @@ class CloudRequestService:
         """Delete a request that never ran (new or denied) or whose teardown is complete and
         that was never charged (charged requests stay for the ledger)."""
         self._admin_only(actor)
-        cloud_request = self.get(request_id, actor=actor)
+        cloud_request = self.get(request_id, actor=actor, for_update=True)
         if cloud_request.status not in (RequestStatus.NEW, RequestStatus.DENIED,
                                         RequestStatus.DONE, RequestStatus.NO_RESOURCES):
             raise InvalidState(_("request ${id} is ${status}; only new, denied, done or "
@@ -804,17 +859,14 @@ class CloudRequestService:
         self.db.delete(cloud_request)
         self.db.flush()
 
-    @staticmethod
-    def _admin_only(actor: Actor) -> None:
-        if not actor.is_admin:
-            raise PermissionDenied(_("only an admin may do this"))
+    _admin_only = staticmethod(admin_only)
 
     # -- cloud appliances -------------------------------------------------------------------
     def appliance(self, appliance_id: Any, *, actor: Actor) -> CloudAppliance:
         appliance_id = check_int(appliance_id, field="appliance_id", minimum=1)
         cloud_appliance = self.db.get(CloudAppliance, appliance_id)
-        if cloud_appliance is None or (actor.is_cloud_user and
-                                       cloud_appliance.request.user.name != actor.name):
+        if cloud_appliance is None or (actor.is_cloud_user and not owns(
+                actor, cloud_appliance.request.user_id, cloud_appliance.request.user.name)):
             raise NotFound(_("no appliance ${id}", mapping={"id": appliance_id}),
                            field="appliance_id")
         return cloud_appliance

@@ -40,7 +40,7 @@ PRODUCT_FIELDS = (("cpus", ProductType.CPU), ("memory_mb", ProductType.MEMORY),
 #: starting values of the numeric fields when the cloud offers free choices (no selector)
 FREE_DEFAULTS = {"cpus": "1", "memory_mb": "1024", "disk_mb": "5000", "network_cards": "1",
                  "quantity": "1"}
-#: how many of the user's ledger rows the request page searches for the request's charges
+#: the most charges a request page lists (newest first)
 CHARGES_WINDOW = 1000
 
 

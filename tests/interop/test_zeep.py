@@ -409,3 +409,16 @@ def test_wsdl_address_is_the_url_the_wsdl_was_fetched_from(soap: Client,
         "address"]
     assert address == f"{api_server.url}/soap/clouduser"
 
+
+
+def test_digest_nonce_of_a_faulted_call_cannot_be_replayed(soap: Client,
+                                                           alice: dict[str, Any]) -> None:
+    """A faulted call is rolled back, but its token's nonce stays used."""
+    token = UsernameToken(alice["name"], PASSWORD, use_digest=True, nonce="faulted-nonce-1",
+                          created=dt.datetime.now(dt.UTC))
+    client = soap("clouduser", wsse=token)
+    assert fault_of(lambda: client.service.CloudRequestGetDetails(999999))[0] == \
+        "Client.NotFound"
+    code, text = fault_of(lambda: client.service.CloudUserGetDetails(""))
+    assert code == "Client.AuthenticationFailed"
+    assert "nonce" in text

@@ -28,6 +28,7 @@ from engine.datacenter.models import (
     VirtualizationKind,
 )
 from engine.datacenter.services import DatacenterService
+from engine.db import utcnow
 from engine.errors import DriverError
 from plugins.sim.models import SimHost, SimMachine, SimVolume
 from tests.conftest import commit, run_jobs
@@ -150,6 +151,13 @@ def test_interrupted_step_is_resumed_without_duplicates(cloud, monkeypatch):
         return clone
 
     monkeypatch.setattr(DatacenterService, "clone_image", crashing_clone)
+    commit(cloud.request)
+    run_jobs(cloud.request.registry)
+    db.expire_all()
+    failed = db.get(CloudRequest, cloud_request.id)
+    assert failed.status is RequestStatus.APPROVED  # retried later, not at every sweep
+    assert failed.next_step_at > utcnow()
+    failed.next_step_at = utcnow()  # ... a minute later
     commit(cloud.request)
     run_jobs(cloud.request.registry)
     db.expire_all()
