@@ -90,52 +90,46 @@ def set_status(request: Any) -> HTTPSeeOther:
     return redirect(request, "admin.cloud.users.detail", id=user.id)
 
 
+def _user_form(request: Any, form: str, fields: tuple[str, ...], action: Any,
+               done: Any) -> Any:
+    """Run ``action(user, values)`` for one form of the user page; on a refusal show the
+    page again with the errors next to their fields (nothing is written)."""
+    user = _user(request)
+    values = {field: request.POST.get(field, "") for field in fields}
+    try:
+        action(user, values)
+    except QrmError as error:
+        errors = form_errors(request, error, fields)
+        return _user_page(request, user, **{form: {"values": values, "errors": errors}})
+    flash(request, translate(request, done, name=user.name))
+    return HTTPSeeOther(location=request.route_path("admin.cloud.users.detail", id=user.id))
+
+
 @view_config(route_name="admin.cloud.users.credit", request_method="POST",
              renderer=template("user_detail"), permission=Permissions.ADMIN_MANAGE)
 def credit(request: Any) -> Any:
-    user = _user(request)
-    values = {field: request.POST.get(field, "") for field in CREDIT_FIELDS}
-    try:
-        request.find_service(BillingService).credit(user, parse_number(request, values["amount"]),
-                                                    actor=acting_admin(request),
-                                                    reason=values["reason"],
-                                                    comment=values["comment"])
-    except QrmError as error:
-        errors = form_errors(request, error, CREDIT_FIELDS)
-        return _user_page(request, user, credit={"values": values, "errors": errors})
-    flash(request, translate(request, _("Booked on the ledger of ${name}."), name=user.name))
-    return HTTPSeeOther(location=request.route_path("admin.cloud.users.detail", id=user.id))
+    return _user_form(request, "credit", CREDIT_FIELDS, lambda user, values: request.find_service(
+        BillingService).credit(user, parse_number(request, values["amount"]),
+                               actor=acting_admin(request), reason=values["reason"],
+                               comment=values["comment"]),
+        _("Booked on the ledger of ${name}."))
 
 
 @view_config(route_name="admin.cloud.users.balance", request_method="POST",
              renderer=template("user_detail"), permission=Permissions.ADMIN_MANAGE)
 def set_balance(request: Any) -> Any:
-    user = _user(request)
-    values = {field: request.POST.get(field, "") for field in BALANCE_FIELDS}
-    try:
-        request.find_service(BillingService).set_balance(
-            user, parse_number(request, values["ccus"]), comment=values["comment"],
-            actor=acting_admin(request))
-    except QrmError as error:
-        errors = form_errors(request, error, BALANCE_FIELDS)
-        return _user_page(request, user, balance={"values": values, "errors": errors})
-    flash(request, translate(request, _("Balance of ${name} set."), name=user.name))
-    return HTTPSeeOther(location=request.route_path("admin.cloud.users.detail", id=user.id))
+    return _user_form(request, "balance", BALANCE_FIELDS, lambda user, values: request.find_service(
+        BillingService).set_balance(user, parse_number(request, values["ccus"]),
+                                    comment=values["comment"], actor=acting_admin(request)),
+        _("Balance of ${name} set."))
 
 
 @view_config(route_name="admin.cloud.users.limits", request_method="POST",
              renderer=template("user_detail"), permission=Permissions.ADMIN_MANAGE)
 def set_limits(request: Any) -> Any:
-    user = _user(request)
-    values = {field: request.POST.get(field, "") for field in LIMIT_FIELDS}
-    try:
-        request.find_service(CloudUserService).set_limits(user.name, actor=acting_admin(request),
-                                                          **values)
-    except QrmError as error:
-        errors = form_errors(request, error, LIMIT_FIELDS)
-        return _user_page(request, user, limits={"values": values, "errors": errors})
-    flash(request, translate(request, _("Limits of ${name} saved."), name=user.name))
-    return HTTPSeeOther(location=request.route_path("admin.cloud.users.detail", id=user.id))
+    return _user_form(request, "limits", LIMIT_FIELDS, lambda user, values: request.find_service(
+        CloudUserService).set_limits(user.name, actor=acting_admin(request), **values),
+        _("Limits of ${name} saved."))
 
 
 @view_config(route_name="admin.cloud.users.remove", request_method="POST",
