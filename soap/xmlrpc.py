@@ -9,6 +9,7 @@ Faults carry the contract's numeric codes (1..7, 100).
 from __future__ import annotations
 
 import datetime as dt
+import re
 import xmlrpc.client
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -87,10 +88,19 @@ def _string(value: Any) -> str:
     return value
 
 
+#: XML-RPC's <int> is 32 bits; the contract's ints are too
+_INT_RANGE = range(-(2**31), 2**31)
+
+
 def _int(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise TypeError(value)
-    return int(value)
+    if isinstance(value, str) and not re.fullmatch(r"-?[0-9]+", value.strip()):
+        raise ValueError(value)
+    number = int(value)
+    if number not in _INT_RANGE:
+        raise ValueError(value)
+    return number
 
 
 def _decimal(value: Any) -> Decimal:
@@ -155,9 +165,27 @@ def to_xmlrpc(value: Any) -> Any:
     return value
 
 
+class AdminOnlyOperation(XmlRpcOperation):
+    """An admin-only operation called at the cloud-user endpoint: the caller is
+    authenticated, then refused with PermissionDenied (as the contract's wrong-role case)."""
+
+    def __call__(self, request: Any) -> Any:
+        try:
+            authenticate(request, self.role)
+        except Exception as error:
+            code, text = describe(error, face="XML-RPC")
+            raise xmlrpc.client.Fault(FAULT_CODES[code], text) from None
+        raise xmlrpc.client.Fault(FAULT_CODES["Client.PermissionDenied"],
+                                  f"{self.operation.name} is for admins: call it at "
+                                  "/xmlrpc/cloudadmin with an admin account")
+
+
 def add_methods(config: Any, endpoint: str, role: str) -> None:
-    """Register every operation of ``role`` at the XML-RPC ``endpoint``."""
-    for operation in operations_for(role):
-        config.add_xmlrpc_method(XmlRpcOperation(operation, role), endpoint=endpoint,
+    """Register every operation of ``role`` at the XML-RPC ``endpoint`` (and, at the
+    cloud-user endpoint, the admin-only names, which answer PermissionDenied)."""
+    offered = operations_for(role)
+    for operation in operations_for("cloudadmin"):
+        view = XmlRpcOperation if operation in offered else AdminOnlyOperation
+        config.add_xmlrpc_method(view(operation, role), endpoint=endpoint,
                                  method=operation.name, mapper=None,
                                  permission=Permissions.PUBLIC, require_csrf=False)

@@ -182,7 +182,7 @@ def test_disabled_account_and_wrong_arity(rpc: Proxy, api_server: Any,
     code, text = fault_of(user.CloudRequestGetDetails)
     assert (code, text) == (4, "CloudRequestGetDetails takes 1 parameter(s) (request_id), "
                                "0 given")
-    assert fault_of(user.CloudUserGetList)[0] == -32601
+    assert fault_of(user.CloudUserGetList)[0] == 2  # admin-only: PermissionDenied
 
 
 def test_admin_operations_over_xmlrpc(rpc: Proxy, api_server: Any) -> None:
@@ -221,3 +221,15 @@ def test_pause_resume_and_restart_over_xmlrpc(rpc: Proxy, api_server: Any) -> No
     assert user.CloudApplianceCommand(appliance_id, "restart") == "active"
     api_server.run_jobs()
     assert user.CloudApplianceGetDetails(appliance_id)["state"] == "active"
+
+
+def test_admin_operation_at_the_user_endpoint_is_permission_denied(rpc: Proxy,
+                                                                   alice: dict[str, Any]
+                                                                   ) -> None:
+    """An admin-only method called by a cloud user answers code 2; bad ints answer 4."""
+    user = rpc("clouduser", alice["name"])
+    code, text = fault_of(user.CloudUserGetList)
+    assert code == 2
+    assert "cloudadmin" in text
+    assert fault_of(lambda: user.CloudRequestGetDetails("1_0"))[0] == 4
+    assert fault_of(lambda: user.CloudRequestGetDetails(str(2**40)))[0] == 4
