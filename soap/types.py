@@ -1,8 +1,10 @@
 """The wire types of the SOAP API, shared by both endpoints in ``urn:qrmcloud:types``.
 
 Members and their order follow SOAP-API.md. Decimals are ``xs:decimal`` (``Decimal`` in
-Python), times ``xs:dateTime`` in UTC. Every member may be nil (spyne's default), which the
-contract needs for ``last_bill``, ``resource_id``, ``load``, ``uptime_s`` and ``request_id``.
+Python), times ``xs:dateTime`` in UTC. Every member is always sent and never nil, except
+those the contract makes nillable: ``last_bill``, ``resource_id``, ``load``, ``uptime_s`` and
+``request_id`` (so that generated clients get non-optional fields where the contract has
+them).
 """
 
 from __future__ import annotations
@@ -22,6 +24,19 @@ from spyne import (
 TYPES_NS = "urn:qrmcloud:types"
 
 
+#: members the contract allows to be nil
+NILLABLE = {("CloudRequest", "last_bill"), ("CloudAppliance", "resource_id"),
+            ("CloudAppliance", "load"), ("CloudAppliance", "uptime_s"),
+            ("Transaction", "request_id")}
+
+
+def _members(type_name: str, members: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """``minOccurs=1`` and not nillable, unless ``NILLABLE`` names the member."""
+    return [(name, kind if (type_name, name) in NILLABLE
+             else kind.customize(min_occurs=1, nillable=False))
+            for name, kind in members]
+
+
 def _array(item: Any) -> Any:
     array = Array(item)
     # an explicit namespace: otherwise the first Application that meets the array claims it
@@ -35,25 +50,25 @@ IntArray = _array(Integer32)
 
 class CloudUser(ComplexModel):
     __namespace__ = TYPES_NS
-    _type_info = [
+    _type_info = _members("CloudUser", [
         ("id", Integer32), ("name", Unicode), ("lastname", Unicode), ("forename", Unicode),
         ("email", Unicode), ("street", Unicode), ("city", Unicode), ("country", Unicode),
         ("phone", Unicode), ("status", Unicode(doc="active, disabled or pending")),
         ("ccus", Decimal(doc="CCU balance")), ("language", Unicode),
-    ]
+    ])
 
 
 class CloudUserLimits(ComplexModel):
     __namespace__ = TYPES_NS
-    _type_info = [
+    _type_info = _members("CloudUserLimits", [
         ("resource_limit", Integer32), ("memory_limit_mb", Integer32),
         ("disk_limit_mb", Integer32), ("cpu_limit", Integer32), ("network_limit", Integer32),
-    ]
+    ])
 
 
 class CloudRequest(ComplexModel):
     __namespace__ = TYPES_NS
-    _type_info = [
+    _type_info = _members("CloudRequest", [
         ("id", Integer32), ("cloud_user", Unicode),
         ("status", Unicode(doc="new, approved, active, denied, deprovision, done or "
                                "no-resources")),
@@ -63,12 +78,12 @@ class CloudRequest(ComplexModel):
         ("virtualization", Unicode), ("ha", Boolean), ("clone_on_deploy", Boolean),
         ("puppet_groups", StringArray), ("appliance_ids", IntArray),
         ("last_bill", DateTime(doc="time of the last hourly charge; nil: never charged")),
-    ]
+    ])
 
 
 class CloudAppliance(ComplexModel):
     __namespace__ = TYPES_NS
-    _type_info = [
+    _type_info = _members("CloudAppliance", [
         ("id", Integer32), ("request_id", Integer32), ("name", Unicode),
         ("state", Unicode(doc="provisioning, active, paused, error, deprovisioning or "
                               "removed")),
@@ -76,18 +91,18 @@ class CloudAppliance(ComplexModel):
         ("ip_addresses", StringArray), ("kernel", Unicode), ("image", Unicode),
         ("disk_mb", Integer32), ("memory_mb", Integer32), ("cpus", Integer32),
         ("load", Decimal), ("uptime_s", Integer32), ("comment", Unicode),
-    ]
+    ])
 
 
 class Transaction(ComplexModel):
     __namespace__ = TYPES_NS
-    _type_info = [
+    _type_info = _members("Transaction", [
         ("id", Integer32), ("time", DateTime), ("cloud_user", Unicode),
         ("request_id", Integer32),
         ("amount", Decimal(doc="CCUs: > 0 a credit, < 0 a charge")),
         ("balance", Decimal(doc="the balance after this movement")),
         ("reason", Unicode), ("comment", Unicode),
-    ]
+    ])
 
 
 TransactionArray = _array(Transaction)
@@ -95,14 +110,14 @@ TransactionArray = _array(Transaction)
 
 class Product(ComplexModel):
     __namespace__ = TYPES_NS
-    _type_info = [
+    _type_info = _members("Product", [
         ("id", Integer32),
         ("type", Unicode(doc="cpu, disk, ha, kernel, memory, network, puppet, quantity or "
                              "resource")),
         ("sort_id", Integer32), ("quantity", Unicode(doc="the value offered")),
         ("price", Decimal(doc="CCUs per hour")), ("name", Unicode), ("description", Unicode),
         ("enabled", Boolean),
-    ]
+    ])
 
 
 #: parameter and return kinds of ``soap.operations`` -> spyne types
