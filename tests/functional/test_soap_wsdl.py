@@ -96,3 +96,20 @@ def test_address_comes_from_the_public_url_behind_a_proxy(
     address = wsdl(testapp, "clouduser").find("wsdl:service/wsdl:port/soap:address",
                                               NS).get("location")
     assert address == "https://cloud.example.com/qrm/soap/clouduser"
+
+
+def test_only_the_contracts_nillable_members_may_be_left_out(testapp: Any) -> None:
+    """Generated clients see required members, and nillable ones only where the contract
+    has them."""
+    schema = wsdl(testapp, "cloudadmin").find(
+        "wsdl:types/xs:schema[@targetNamespace='urn:qrmcloud:types']", NS)
+    optional = set()
+    for complex_type in schema.findall("xs:complexType", NS):
+        if complex_type.get("name") not in TYPES:
+            continue
+        for element in complex_type.findall("xs:sequence/xs:element", NS):
+            if element.get("minOccurs") == "0" or element.get("nillable") == "true":
+                optional.add((complex_type.get("name"), element.get("name")))
+    assert optional == {("CloudRequest", "last_bill"), ("CloudAppliance", "resource_id"),
+                        ("CloudAppliance", "load"), ("CloudAppliance", "uptime_s"),
+                        ("Transaction", "request_id")}
