@@ -18,6 +18,7 @@ def includeme(config: Any) -> None:
     config.add_route("admin.cloud.requests.approve", f"/cloud/requests/{ID}/approve")
     config.add_route("admin.cloud.requests.deny", f"/cloud/requests/{ID}/deny")
     config.add_route("admin.cloud.requests.deprovision", f"/cloud/requests/{ID}/deprovision")
+    config.add_route("admin.cloud.requests.retry", f"/cloud/requests/{ID}/retry")
 
     config.add_route("admin.cloud.users", "/cloud/users")
     config.add_route("admin.cloud.users.create", "/cloud/users/new")

@@ -12,6 +12,7 @@ from admin.rendering import flash, template
 from admin.views import acting_admin, matched_id, redirect, refuse_with_flash
 from billing.services import LedgerService
 from engine.cloud.models import RequestStatus
+from engine.cloud.provisioning import ProvisioningService
 from engine.cloud.services import CloudRequestService
 from engine.errors import QrmError
 from engine.events.services import EventService
@@ -21,6 +22,7 @@ DONE_MESSAGES = {
     "approve": _("Request ${id} approved."),
     "deny": _("Request ${id} denied."),
     "deprovision": _("Request ${id} is being deprovisioned."),
+    "retry": _("Request ${id} is tried again."),
 }
 
 
@@ -66,8 +68,10 @@ def request_detail(request: Any) -> dict[str, Any]:
 
 def _act(request: Any, action: str) -> HTTPSeeOther:
     request_id = matched_id(request)
-    service = request.find_service(CloudRequestService)
-    arguments = {} if action == "approve" else {"reason": request.POST.get("reason", "")}
+    service = request.find_service(ProvisioningService if action == "retry"
+                                   else CloudRequestService)
+    arguments = {} if action in ("approve", "retry") else {
+        "reason": request.POST.get("reason", "")}
     try:
         getattr(service, action)(request_id, actor=acting_admin(request), **arguments)
     except QrmError as error:
@@ -93,3 +97,9 @@ def deny(request: Any) -> HTTPSeeOther:
              permission=Permissions.ADMIN_MANAGE)
 def deprovision(request: Any) -> HTTPSeeOther:
     return _act(request, "deprovision")
+
+
+@view_config(route_name="admin.cloud.requests.retry", request_method="POST",
+             permission=Permissions.ADMIN_MANAGE)
+def retry(request: Any) -> HTTPSeeOther:
+    return _act(request, "retry")

@@ -187,6 +187,8 @@ class CloudRequest(Base):
     status_changed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     #: when the next provisioning/deprovisioning step is due (NULL: nothing to do)
     next_step_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), index=True)
+    #: failed steps in a row; past a limit the engine stops trying until an admin retries
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0)
 
     user: Mapped[CloudUser] = relationship()
     kernel: Mapped[Kernel] = relationship()

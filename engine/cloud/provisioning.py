@@ -34,7 +34,7 @@ from engine.cloud.models import (
     ProvisionStep,
     RequestStatus,
 )
-from engine.cloud.services import CloudRequestService, lock_row
+from engine.cloud.services import CloudRequestService, admin_only, lock_row
 from engine.datacenter.models import (
     Appliance,
     ApplianceState,
@@ -148,6 +148,21 @@ class ProvisioningService:
                             obj=ca, level=EventLevel.WARNING,
                             message=f"appliance {ca.name} stays paused: {error}")
             return True
+
+    def retry(self, request_id: Any, *, actor: Actor) -> CloudRequest:
+        """Let the engine try a request again that it stopped trying after repeated failed
+        steps (admins only)."""
+        admin_only(actor)
+        cloud_request = self.requests.get(request_id, actor=actor, for_update=True)
+        if "retry" not in self.requests.allowed_actions(cloud_request, actor=actor):
+            raise InvalidState(_("request ${id} is not waiting for a retry",
+                                 mapping={"id": cloud_request.id}), field="request_id")
+        cloud_request.failed_attempts = 0
+        cloud_request.next_step_at = utcnow()
+        self.events.log(source="cloud", name="request.retry", actor=actor, obj=cloud_request,
+                        message=f"request {cloud_request.id}: retried by {actor.label}")
+        kick_after_commit(self.request, "cloud.sweep")
+        return cloud_request
 
     # -- commands of the appliance's user ---------------------------------------------------
     def command(self, appliance_id: Any, command: str, *, actor: Actor) -> CloudAppliance:
@@ -473,18 +488,34 @@ def sweep_job(request: Any) -> int:
 
 #: a request whose step failed is tried again after this long (not at every sweep)
 RETRY_AFTER = dt.timedelta(minutes=1)
+#: failed steps in a row after which the engine waits for an admin to retry the request
+MAX_FAILED_ATTEMPTS = 8
+
+
+def retry_delay(failed_attempts: int) -> dt.timedelta:
+    """1, 2, 4, … minutes after the 1st, 2nd, 3rd … failure in a row."""
+    return RETRY_AFTER * 2 ** max(failed_attempts - 1, 0)
 
 
 def _record_failure(request: Any, request_id: int, error: Exception) -> None:
     cloud_request = request.dbsession.get(CloudRequest, request_id)
-    if cloud_request is not None:
-        cloud_request.next_step_at = utcnow() + RETRY_AFTER
+    if cloud_request is None:
+        return
+    cloud_request.failed_attempts += 1
+    attempts = cloud_request.failed_attempts
     message = getattr(error, "message", None) or f"{type(error).__name__}: {error}"
+    if attempts >= MAX_FAILED_ATTEMPTS:
+        cloud_request.next_step_at = None
+        outcome = (f"it failed {attempts} times in a row; the engine waits for an admin to "
+                   "retry it")
+    else:
+        delay = retry_delay(attempts)
+        cloud_request.next_step_at = utcnow() + delay
+        outcome = f"retried in {int(delay.total_seconds() // 60)} minute(s)"
     request.find_service(EventService).log(
         source="cloud", name="request.step-failed", actor=ACTOR, level=EventLevel.ERROR,
         object_type="cloud_request", object_id=request_id,
-        message=f"request {request_id}: a provisioning step failed and will be retried: "
-        f"{message}")
+        message=f"request {request_id}: a provisioning step failed ({message}); {outcome}")
 
 
 def _due_ids(request: Any) -> list[int]:
@@ -492,7 +523,11 @@ def _due_ids(request: Any) -> list[int]:
 
 
 def _advance_one(request: Any, request_id: int) -> bool:
-    return request.find_service(ProvisioningService).advance(request_id)
+    progressed = request.find_service(ProvisioningService).advance(request_id)
+    if progressed:
+        cloud_request = request.dbsession.get(CloudRequest, request_id)
+        cloud_request.failed_attempts = 0  # a step went through: the streak is over
+    return progressed
 
 
 __all__ = ["Appliance", "ProvisioningService", "sweep_job"]

@@ -745,6 +745,7 @@ class CloudRequestService:
         needs_engine = status in (RequestStatus.APPROVED, RequestStatus.DEPROVISION,
                                   RequestStatus.NO_RESOURCES)
         cloud_request.next_step_at = utcnow() if needs_engine else None
+        cloud_request.failed_attempts = 0
         if status is RequestStatus.ACTIVE:
             cloud_request.next_step_at = cloud_request.stop
         self.db.flush()
@@ -759,7 +760,8 @@ class CloudRequestService:
 
     def allowed_actions(self, cloud_request: CloudRequest, *, actor: Actor) -> frozenset[str]:
         """What ``actor`` may do with the request now: a subset of ``approve``, ``deny``,
-        ``deprovision``, ``extend``, ``remove`` (for showing only the buttons that work)."""
+        ``deprovision``, ``extend``, ``remove``, ``retry`` (for showing only the buttons that
+        work)."""
         status, possible = cloud_request.status, TRANSITIONS[cloud_request.status]
         actions = set()
         if RequestStatus.DEPROVISION in possible:
@@ -767,6 +769,10 @@ class CloudRequestService:
         if status in EXTENDABLE:
             actions.add("extend")
         if actor.is_admin:
+            if status in (RequestStatus.APPROVED, RequestStatus.ACTIVE, RequestStatus.DEPROVISION,
+                          RequestStatus.NO_RESOURCES) and cloud_request.next_step_at is None \
+                    and cloud_request.failed_attempts:
+                actions.add("retry")  # the engine gave up after repeated failed steps
             if RequestStatus.APPROVED in possible:
                 actions.add("approve")
             if RequestStatus.DENIED in possible and not cloud_request.appliances:
