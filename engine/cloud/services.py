@@ -560,7 +560,7 @@ class CloudRequestService:
         groups = tuple(dict.fromkeys(check_text(g, field="puppet_groups", max_length=50)
                                      for g in puppet_groups if g and g.strip()))
         ha = bool(ha)
-        self._check_options(ha=ha, puppet_groups=groups)
+        self._check_options(ha=ha, puppet_groups=groups, actor=actor)
         if self.config["cloud_selector"]:
             self._check_products(values, kernel=kernel_row.name, virtualization=vtype.name,
                                  puppet_groups=groups)
@@ -660,12 +660,23 @@ class CloudRequestService:
                                      "balance": plain(balance)})
             raise InsufficientCredit(message, field="cloud_user")
 
-    def _check_options(self, *, ha: bool, puppet_groups: tuple[str, ...]) -> None:
+    def options(self, *, actor: Actor) -> dict[str, Any]:
+        """The optional choices the cloud offers now: ``ha`` (bool), ``puppet_groups``
+        (names; empty when not offered) and ``clone_on_deploy_choice`` (whether the user may
+        decide about clone-on-deploy)."""
+        ha = self.config["show_ha_checkbox"] and (
+            not self.config["cloud_selector"]
+            or self.products.find_enabled(ProductType.HA, "1") is not None)
+        return {"ha": ha,
+                "puppet_groups": (self.puppet_groups(actor=actor)
+                                  if self.config["show_puppet_groups"] else []),
+                "clone_on_deploy_choice": not self.config["default_clone_on_deploy"]}
+
+    def _check_options(self, *, ha: bool, puppet_groups: tuple[str, ...],
+                       actor: Actor) -> None:
         """High availability and puppet groups only where the cloud offers them."""
-        if ha and not self.config["show_ha_checkbox"]:
-            raise ValidationError(_("high availability is not offered"), field="ha")
-        if ha and self.config["cloud_selector"] and \
-                self.products.find_enabled(ProductType.HA, "1") is None:
+        offered = self.options(actor=actor)
+        if ha and not offered["ha"]:
             raise ValidationError(_("high availability is not offered"), field="ha")
         if puppet_groups and not self.config["show_puppet_groups"]:
             raise ValidationError(_("applications (puppet groups) are not offered"),
@@ -721,7 +732,7 @@ class CloudRequestService:
         if image.owner_id is not None:
             return False  # a private image is the user's own disk: used, never cloned
         if self.config["default_clone_on_deploy"] or asked is None:
-            return True
+            return True  # the user's choice counts only where the cloud offers one
         return bool(asked)
 
     # -- transitions ------------------------------------------------------------------------

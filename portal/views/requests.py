@@ -49,17 +49,16 @@ def form_choices(request: Any, actor: Actor) -> dict[str, Any]:
     config = request.find_service(CloudConfigService)
     requests = request.find_service(CloudRequestService)
     products = request.find_service(ProductService)
+    options = requests.options(actor=actor)
     choices: dict[str, Any] = {
         "selector": config["cloud_selector"],
         "virtualization": [(t.name, t.label) for t in requests.virtualization_types(actor=actor)],
         "kernel": [(k.name, f"{k.name} {k.version}".strip())
                    for k in requests.kernels(actor=actor)],
         "image": [(i.name, i.comment or i.name) for i in requests.images(actor=actor)],
-        "ha": config["show_ha_checkbox"] and bool(products.list(ProductType.HA,
-                                                                 enabled_only=True)),
-        "puppet_groups": (requests.puppet_groups(actor=actor) if config["show_puppet_groups"]
-                          else []),
-        "clone_on_deploy": not config["default_clone_on_deploy"],
+        "ha": options["ha"],
+        "puppet_groups": options["puppet_groups"],
+        "clone_on_deploy": options["clone_on_deploy_choice"],
     }
     if choices["selector"]:
         for field, product_type in PRODUCT_FIELDS:
@@ -172,34 +171,31 @@ def back_to(request: Any, cloud_request_id: int) -> HTTPSeeOther:
 @view_config(route_name="portal.requests.deprovision", request_method="POST",
              permission=Permissions.PORTAL_USE)
 def deprovision(request: Any) -> HTTPSeeOther:
+    return _request_action(request, lambda service, cloud_request: service.deprovision(
+        cloud_request.id, actor=request.identity), _("Request ${id} is being removed."))
+
+
+def _request_action(request: Any, action: Any, done: Any) -> HTTPSeeOther:
+    """Run ``action(service, cloud_request)`` on the user's request of the URL; say how it
+    went in a flash message (a refusal changes nothing)."""
     cloud_request = owned_request(request)
     try:
-        request.find_service(CloudRequestService).deprovision(cloud_request.id,
-                                                              actor=request.identity)
+        action(request.find_service(CloudRequestService), cloud_request)
     except QrmError as error:
         doom(request)
         request.session.flash(error_message(request, error), queue="error")
     else:
-        request.session.flash(translate(request, _("Request ${id} is being removed."),
-                                        id=cloud_request.id))
+        request.session.flash(translate(request, done, id=cloud_request.id))
     return back_to(request, cloud_request.id)
 
 
 @view_config(route_name="portal.requests.extend", request_method="POST",
              permission=Permissions.PORTAL_USE)
 def extend(request: Any) -> HTTPSeeOther:
-    cloud_request = owned_request(request)
-    try:
-        request.find_service(CloudRequestService).extend(
-            cloud_request.id, utc_time(request.POST.get("stop", "").strip()) or "",
-            actor=request.identity)
-    except QrmError as error:
-        doom(request)
-        request.session.flash(error_message(request, error), queue="error")
-    else:
-        request.session.flash(translate(request, _("The stop time of request ${id} was changed."),
-                                        id=cloud_request.id))
-    return back_to(request, cloud_request.id)
+    stop = utc_time(request.POST.get("stop", "").strip()) or ""
+    return _request_action(request, lambda service, cloud_request: service.extend(
+        cloud_request.id, stop, actor=request.identity),
+        _("The stop time of request ${id} was changed."))
 
 
 @view_config(route_name="portal.appliances.command", request_method="POST",

@@ -78,8 +78,6 @@ def test_scheduler_process_runs_jobs_and_stops_on_sigterm(run, ini):
         booted = False
         while time.monotonic() < deadline and not booted:
             # the sim's monitor job reports the demo's physical machines idle
-            output = CliRunner().invoke(main, ["-c", ini, "plugins", "list"]).output
-            assert "sim" in output
             booted = _idle_machines(ini) >= 2
             time.sleep(0.5)
         assert booted
