@@ -7,7 +7,7 @@ import enum
 import re
 from decimal import Decimal
 
-from sqlalchemy import ForeignKey, Integer, Numeric, String, UniqueConstraint
+from sqlalchemy import ForeignKey, Index, Integer, Numeric, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from engine.db import Base, UTCDateTime, utcnow
@@ -213,3 +213,49 @@ __all__ = [
     "ResourceState", "Storage", "StorageAuthorization", "VirtualizationKind",
     "VirtualizationType", "normalize_mac",
 ]
+
+
+class CallState(enum.Enum):
+    PENDING = "pending"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class DriverCall(Base):
+    """One call that changes the world outside the database (a VM, a volume, an export, a
+    power switch), recorded before it is made: see ``engine.datacenter.calls``.
+
+    ``key`` is derived from persisted rows (``create-vm:resource:42``), so recording the same
+    intent twice finds the first record, and a repeated call reaches the driver under the
+    same name.
+    """
+
+    __tablename__ = "driver_call"
+    __table_args__ = (
+        Index("ix_driver_call_state_not_before", "state", "not_before"),
+        Index("ix_driver_call_owner", "owner", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    #: ``create_vm``, ``start_vm``, ``clone_volume``, ``authenticate``, ``power`` …
+    operation: Mapped[str] = mapped_column(String(40))
+    #: the virtualization or storage type whose driver makes the call (``power``: hooks)
+    driver: Mapped[str] = mapped_column(String(50))
+    #: who waits for it (``cloud_request:7``); NULL: the ``datacenter.calls`` job runs it
+    owner: Mapped[str | None] = mapped_column(String(60))
+    #: the driver's target (HostRef / StorageRef fields) and keyword arguments, as JSON
+    target: Mapped[dict] = mapped_column(JsonValue)
+    arguments: Mapped[dict] = mapped_column(JsonValue)
+    state: Mapped[CallState] = mapped_column(enum_type(CallState), default=CallState.PENDING)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    not_before: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    #: a worker making the call holds it until then (a crashed worker's claim runs out)
+    claimed_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    result: Mapped[dict | None] = mapped_column(JsonValue)
+    #: ``capacity``, ``unreachable`` or ``driver`` for the last failure
+    error_kind: Mapped[str | None] = mapped_column(String(20))
+    error: Mapped[str] = mapped_column(Text, default="")
+    actor: Mapped[str] = mapped_column(String(120), default="system")
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    done_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
