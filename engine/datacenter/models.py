@@ -100,6 +100,8 @@ class Image(Base):
     #: a cloud user's private image; NULL = visible to everyone
     owner_id: Mapped[int | None] = mapped_column(ForeignKey("cloud_user.id"))
     comment: Mapped[str] = mapped_column(String(255), default="")
+    #: when reconciliation found its volume gone from the storage (NULL: present)
+    missing_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
     storage: Mapped[Storage | None] = relationship()
     deployment_type: Mapped[DeploymentType] = relationship()
@@ -143,6 +145,10 @@ class Resource(Base):
     kernel_id: Mapped[int | None] = mapped_column(ForeignKey("kernel.id"))
     image_id: Mapped[int | None] = mapped_column(ForeignKey("image.id"))
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    #: power actions asked for so far: each one's driver call is keyed by its number
+    power_seq: Mapped[int] = mapped_column(Integer, default=0)
+    #: when reconciliation found the VM gone from its host (NULL: present)
+    missing_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
 
     virtualization_type: Mapped[VirtualizationType] = relationship()
     host: Mapped[Resource | None] = relationship(remote_side=[id])
@@ -206,10 +212,12 @@ class StorageAuthorization(Base):
     image_id: Mapped[int] = mapped_column(ForeignKey("image.id", ondelete="CASCADE"))
     resource_id: Mapped[int | None] = mapped_column(ForeignKey("resource.id"))
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    #: changes so far: each one's driver call is keyed by its number
+    seq: Mapped[int] = mapped_column(Integer, default=0)
 
 
 __all__ = [
-    "Appliance", "ApplianceState", "DeploymentType", "Image", "Kernel", "Resource",
+    "Appliance", "ApplianceState", "CallState", "DeploymentType", "DriverCall", "Image", "Kernel", "Resource",
     "ResourceState", "Storage", "StorageAuthorization", "VirtualizationKind",
     "VirtualizationType", "normalize_mac",
 ]

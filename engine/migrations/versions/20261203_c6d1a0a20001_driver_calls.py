@@ -1,7 +1,9 @@
 """driver calls
 
 Calls that change the world outside the database (VMs, volumes, exports, power) are recorded
-before they are made and their outcome after: the ``driver_call`` table.
+before they are made and their outcome after: the ``driver_call`` table. Resources and
+storage authorisations count their changes (each change's call is keyed by its number), and
+reconciliation marks VMs and images whose object vanished (``missing_since``).
 
 Revision ID: c6d1a0a20001
 Revises: 8fcdc4f71a5e
@@ -49,9 +51,24 @@ def upgrade() -> None:
     op.create_index('ix_driver_call_owner', 'driver_call', ['owner', 'state'], unique=False)
     op.create_index('ix_driver_call_state_not_before', 'driver_call', ['state', 'not_before'],
                     unique=False)
+    with op.batch_alter_table('resource', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('power_seq', sa.Integer(), nullable=False,
+                                      server_default='0'))
+        batch_op.add_column(sa.Column('missing_since', TIMESTAMP, nullable=True))
+    with op.batch_alter_table('image', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('missing_since', TIMESTAMP, nullable=True))
+    with op.batch_alter_table('storage_authorization', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('seq', sa.Integer(), nullable=False, server_default='0'))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('storage_authorization', schema=None) as batch_op:
+        batch_op.drop_column('seq')
+    with op.batch_alter_table('image', schema=None) as batch_op:
+        batch_op.drop_column('missing_since')
+    with op.batch_alter_table('resource', schema=None) as batch_op:
+        batch_op.drop_column('missing_since')
+        batch_op.drop_column('power_seq')
     op.drop_index('ix_driver_call_state_not_before', table_name='driver_call')
     op.drop_index('ix_driver_call_owner', table_name='driver_call')
     op.drop_table('driver_call')
