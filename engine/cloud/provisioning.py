@@ -35,9 +35,12 @@ from engine.cloud.models import (
     RequestStatus,
 )
 from engine.cloud.services import CloudRequestService, admin_only, lock_row
+from engine.datacenter.calls import CallService, run_calls
 from engine.datacenter.models import (
     Appliance,
     ApplianceState,
+    CallState,
+    DriverCall,
     Image,
     Resource,
     ResourceState,
@@ -62,6 +65,11 @@ WORKING = (RequestStatus.APPROVED, RequestStatus.ACTIVE, RequestStatus.DEPROVISI
 TEARDOWN = (RequestStatus.DEPROVISION, RequestStatus.NO_RESOURCES)
 
 
+def owner_of(request_id: int) -> str:
+    """The owner of the driver calls a request's steps record."""
+    return f"cloud_request:{request_id}"
+
+
 class NoResources(Exception):
     """This appliance cannot be placed; the request ends no-resources."""
 
@@ -70,11 +78,11 @@ class ProvisioningService:
     def __init__(self, db: Session, *, requests: CloudRequestService,
                  datacenter: DatacenterService, appliances: AppliancesService,
                  config: CloudConfigService, billing: BillingPort,
-                 events: EventService, request: Any = None) -> None:
+                 events: EventService, calls: CallService, request: Any = None) -> None:
         self.db, self.requests, self.datacenter = db, requests, datacenter
         self.appliances, self.config, self.billing, self.events = (appliances, config,
                                                                    billing, events)
-        self.request = request
+        self.calls, self.request = calls, request
 
     @classmethod
     def create_service(cls, _context: Any, request: Any) -> ProvisioningService:
@@ -83,7 +91,8 @@ class ProvisioningService:
                    appliances=request.find_service(AppliancesService),
                    config=request.find_service(CloudConfigService),
                    billing=request.find_service(BillingPort),
-                   events=request.find_service(EventService), request=request)
+                   events=request.find_service(EventService),
+                   calls=request.find_service(CallService), request=request)
 
     # -- what is due ------------------------------------------------------------------------
     def due_request_ids(self, *, now: Any = None) -> list[int]:
@@ -108,11 +117,64 @@ class ProvisioningService:
         cloud_request = self._lock(request_id)
         if cloud_request is None or cloud_request.status not in WORKING:
             return False
+        # The calls this step records are made after the commit, by the sweep, in order;
+        # the request waits for them before its next step.
+        with self.calls.owned_by(owner_of(cloud_request.id)):
+            waiting = self._wait_for_calls(cloud_request, now)
+            if waiting is not None:
+                return waiting
+            if cloud_request.status is RequestStatus.APPROVED:
+                return self._advance_provisioning(cloud_request, now)
+            if cloud_request.status is RequestStatus.ACTIVE:
+                return self._advance_active(cloud_request, now)
+            return self._advance_teardown(cloud_request, now)
+
+    def _wait_for_calls(self, cloud_request: CloudRequest, now: Any) -> bool | None:
+        """None when no call of the request is open; otherwise whether anything changed
+        (a refused call dealt with) while the request waits."""
+        open_calls = self.calls.open_for(owner_of(cloud_request.id))
+        if not open_calls:
+            return None
+        for call in open_calls:
+            if call.state is not CallState.FAILED:
+                continue
+            if call.error_kind == "capacity":
+                self.calls.disown(call)  # dealt with here, once
+                if cloud_request.status in TEARDOWN:
+                    continue
+                self._refused(cloud_request, call, now)
+                return True
+            # given up after repeated failures: an admin's Retry makes it pending again
+            cloud_request.failed_attempts = max(cloud_request.failed_attempts, call.attempts)
+            cloud_request.next_step_at = None
+            return False
+        pending = [call for call in open_calls if call.state is CallState.PENDING]
+        if not pending:
+            return None
+        failing = [call.attempts for call in pending if call.error]
+        cloud_request.failed_attempts = max(failing, default=0)
+        cloud_request.next_step_at = max(now, min(call.not_before for call in pending))
+        return False
+
+    def _refused(self, cloud_request: CloudRequest, call: DriverCall, now: Any) -> None:
+        """A host or storage refused for lack of room what the books said would fit."""
+        reason = f"{call.operation} was refused: {call.error}"
         if cloud_request.status is RequestStatus.APPROVED:
-            return self._advance_provisioning(cloud_request, now)
-        if cloud_request.status is RequestStatus.ACTIVE:
-            return self._advance_active(cloud_request, now)
-        return self._advance_teardown(cloud_request, now)
+            self._fail(cloud_request, reason)
+            return
+        for ca in cloud_request.appliances:  # being started again after a pause
+            if ca.step in (ProvisionStep.RUNNING, ProvisionStep.PAUSED):
+                continue
+            if ca.appliance is not None and ca.appliance.state is not ApplianceState.STOPPED:
+                continue
+            if ca.resource_id is not None and ca.appliance is not None:
+                self._release_resource(ca)
+            ca.step, ca.state, ca.error = (ProvisionStep.PAUSED, CloudApplianceState.PAUSED,
+                                           reason)
+            self.events.log(source="cloud", name="appliance.start-failed", actor=ACTOR,
+                            obj=ca, level=EventLevel.WARNING,
+                            message=f"appliance {ca.name} stays paused: {reason}")
+        cloud_request.next_step_at = now
 
     def _advance_active(self, cloud_request: CloudRequest, now: Any) -> bool:
         if cloud_request.stop <= now:
@@ -159,6 +221,8 @@ class ProvisioningService:
                                  mapping={"id": cloud_request.id}), field="request_id")
         cloud_request.failed_attempts = 0
         cloud_request.next_step_at = utcnow()
+        for call in self.calls.open_for(owner_of(cloud_request.id)):
+            self.calls.retry(call)
         self.events.log(source="cloud", name="request.retry", actor=actor, obj=cloud_request,
                         message=f"request {cloud_request.id}: retried by {actor.label}")
         kick_after_commit(self.request, "cloud.sweep")
@@ -377,7 +441,11 @@ class ProvisioningService:
         progressed = False
         for ca in cloud_request.appliances:
             progressed |= self._teardown_step(ca, now)
-        if all(ca.state is CloudApplianceState.REMOVED for ca in cloud_request.appliances):
+        removed = all(ca.state is CloudApplianceState.REMOVED for ca in cloud_request.appliances)
+        if removed and self.calls.open_for(owner_of(cloud_request.id)):
+            cloud_request.next_step_at = now  # the removals are made after this commit
+            return True
+        if removed:
             if cloud_request.status is RequestStatus.DEPROVISION:
                 self.requests.transition(cloud_request, RequestStatus.DONE, actor=ACTOR,
                                          reason="all appliances removed")
@@ -475,8 +543,11 @@ def sweep_job(request: Any) -> int:
     for request_id in ids:
         try:
             for _ in range(MAX_STEPS_PER_SWEEP):
-                if not run_in_transaction(request.registry, _advance_one,
-                                          request_id=request_id):
+                progressed = run_in_transaction(request.registry, _advance_one,
+                                                request_id=request_id)
+                # the step's outside work, after its commit (engine.datacenter.calls)
+                made = run_calls(request.registry, owner_of(request_id))
+                if not progressed and not made:
                     break
                 steps += 1
         except Exception as error:  # a driver failed: the step is rolled back and retried

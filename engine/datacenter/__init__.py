@@ -1,10 +1,16 @@
-"""The datacenter: resources, kernels, images, storage, appliances."""
+"""The datacenter: resources, kernels, images, storage, appliances, and the calls that change
+the world outside the database (``engine.datacenter.calls``)."""
 
 from typing import Any
 
 
 def includeme(config: Any) -> None:
+    from engine.datacenter.calls import CallService, calls_job
+    from engine.datacenter.reconcile import reconcile_job
     from engine.datacenter.services import AppliancesService, DatacenterService
 
+    config.register_service_factory(CallService.create_service, CallService)
     config.register_service_factory(DatacenterService.create_service, DatacenterService)
     config.register_service_factory(AppliancesService.create_service, AppliancesService)
+    config.add_job("datacenter.calls", calls_job, 5)
+    config.add_job("datacenter.reconcile", reconcile_job, 300)

@@ -217,8 +217,8 @@ class StorageAuthorization(Base):
 
 
 __all__ = [
-    "Appliance", "ApplianceState", "CallState", "DeploymentType", "DriverCall", "Image", "Kernel", "Resource",
-    "ResourceState", "Storage", "StorageAuthorization", "VirtualizationKind",
+    "Appliance", "ApplianceState", "CallState", "DeploymentType", "DriverCall", "Image",
+    "Kernel", "Resource", "ResourceState", "Storage", "StorageAuthorization", "VirtualizationKind",
     "VirtualizationType", "normalize_mac",
 ]
 

@@ -11,6 +11,7 @@ from pyramid.i18n import TranslationString
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
+from engine.datacenter.calls import POWER, CallService, on_done
 from engine.datacenter.models import (
     Appliance,
     ApplianceState,
@@ -25,11 +26,13 @@ from engine.datacenter.models import (
     VirtualizationType,
     normalize_mac,
 )
+from engine.datacenter.refs import host_ref, machine_ref, storage_ref, vm_name, volume_name
 from engine.db import utcnow
 from engine.errors import CapacityError, InvalidState, NotFound, ValidationError
 from engine.events.models import EventLevel
 from engine.events.services import EventService
 from engine.i18n import _
+from engine.plugins.drivers import VmSpec
 from engine.plugins.manager import PluginService
 from engine.security import Actor
 from engine.validation import check_int, check_name
@@ -48,6 +51,19 @@ def generate_mac() -> str:
     return ":".join(f"{octet:02x}" for octet in octets)
 
 
+def nic_macs(mac: str, nics: int) -> tuple[str, ...]:
+    """The MACs of a VM's network cards: the first is the resource's own, the others derive
+    from it (same prefix, the last octets counting up), so they never change between calls."""
+    octets = [int(part, 16) for part in mac.split(":")]
+    base = (octets[3] << 16) | (octets[4] << 8) | octets[5]
+    macs = []
+    for index in range(max(nics, 1)):
+        value = (base + index) & 0xFFFFFF
+        tail = [(value >> 16) & 0xFF, (value >> 8) & 0xFF, value & 0xFF]
+        macs.append(":".join(f"{octet:02x}" for octet in octets[:3] + tail))
+    return tuple(macs)
+
+
 def supports_row_locks(db: Session) -> bool:
     """PostgreSQL and MariaDB lock rows; SQLite serialises writers (BEGIN IMMEDIATE) instead."""
     return db.get_bind().dialect.name != "sqlite"
@@ -56,13 +72,15 @@ def supports_row_locks(db: Session) -> bool:
 class DatacenterService:
     """The inventory, and the operations that go through storage and virtualization drivers."""
 
-    def __init__(self, db: Session, *, events: EventService, plugins: PluginService) -> None:
-        self.db, self.events, self.plugins = db, events, plugins
+    def __init__(self, db: Session, *, events: EventService, plugins: PluginService,
+                 calls: CallService) -> None:
+        self.db, self.events, self.plugins, self.calls = db, events, plugins, calls
 
     @classmethod
     def create_service(cls, _context: Any, request: Any) -> DatacenterService:
         return cls(request.dbsession, events=request.find_service(EventService),
-                   plugins=request.find_service(PluginService))
+                   plugins=request.find_service(PluginService),
+                   calls=request.find_service(CallService))
 
     # -- types (registered by plugins at init) ----------------------------------------------
     def register_virtualization_type(self, name: str, label: str, kind: VirtualizationKind, *,
@@ -226,12 +244,17 @@ class DatacenterService:
 
     def create_image(self, name: str, *, storage: Storage, deployment_type: str, size_mb: int,
                      actor: Actor, comment: str = "") -> Image:
-        """Create a new empty volume through the storage driver and register it as an image."""
-        driver = self.plugins.storage_driver(storage.storage_type)
-        root_device = driver.create_volume(storage, name=name, size_mb=size_mb)
-        return self.add_image(name, storage=storage, deployment_type=deployment_type,
-                              root_device=root_device, size_mb=size_mb, actor=actor,
-                              comment=comment)
+        """Register image ``name`` and have its empty volume made after the commit (its root
+        device is known once the call is done)."""
+        size_mb = check_int(size_mb, field="size_mb", minimum=1)
+        self.plugins.storage_driver(storage.storage_type)  # refused now if nobody serves it
+        image = self.add_image(name, storage=storage, deployment_type=deployment_type,
+                               root_device="", size_mb=size_mb, actor=actor, comment=comment)
+        self.calls.record(f"create-volume:image:{image.id}", "create_volume",
+                          driver=storage.storage_type, target=storage_ref(storage),
+                          arguments={"name": volume_name(image.id), "size_mb": size_mb},
+                          actor=actor)
+        return image
 
     def image(self, name: str) -> Image:
         image = self.db.scalar(select(Image).where(Image.name == name))
@@ -242,10 +265,11 @@ class DatacenterService:
 
     # -- clones -----------------------------------------------------------------------------
     def clone_image(self, image: Image, *, name: str, size_mb: int, actor: Actor) -> Image:
-        """Clone-on-deploy: a copy-on-write clone of ``image`` registered as image ``name``.
+        """Clone-on-deploy: image ``name``, a copy-on-write clone of ``image``, registered now
+        and cloned on the storage after the commit (volume ``qrm-img-<id>``; its root device
+        is set once the call is done).
 
-        Idempotent: if a clone of that name is registered already it is returned, and the
-        driver itself returns an existing volume of that name (an interrupted earlier try).
+        Idempotent: if a clone of that name is registered already it is returned.
         """
         existing = self.db.scalar(select(Image).where(Image.name == name))
         if existing is not None:
@@ -256,27 +280,43 @@ class DatacenterService:
         if image.storage is None:
             raise InvalidState(_("image ${name} has no storage and cannot be cloned",
                                  mapping={"name": image.name}), field="image")
-        driver = self.plugins.storage_driver(image.storage.storage_type)
-        root_device = driver.clone_volume(image.storage, source_root_device=image.root_device,
-                                          name=name, size_mb=size_mb)
+        if not image.root_device:
+            raise InvalidState(_("image ${name} has no volume yet",
+                                 mapping={"name": image.name}), field="image")
+        self.plugins.storage_driver(image.storage.storage_type)
         clone = Image(name=name, storage=image.storage, deployment_type=image.deployment_type,
-                      root_device=root_device, root_fs_type=image.root_fs_type,
+                      root_device="", root_fs_type=image.root_fs_type,
                       size_mb=size_mb, is_master=False, origin_id=image.id,
                       comment=f"clone of {image.name}")
         self.db.add(clone)
         self.db.flush()
+        self.calls.record(f"clone-volume:image:{clone.id}", "clone_volume",
+                          driver=image.storage.storage_type, target=storage_ref(image.storage),
+                          arguments={"source_root_device": image.root_device,
+                                     "name": volume_name(clone.id), "size_mb": size_mb},
+                          actor=actor)
         self.events.log(source="datacenter", name="image.cloned", actor=actor, obj=clone,
                         message=f"image {image.name} cloned to {name} ({size_mb} MB)")
         return clone
 
     def remove_image(self, image: Image, *, actor: Actor) -> None:
-        """Remove an image and its volume; refused while an appliance uses it."""
+        """Remove an image and its volume; refused while an appliance uses it. The volume is
+        removed after the commit, and the image's row once that is done."""
         if self.db.scalar(select(Appliance.id).where(Appliance.image_id == image.id)):
             raise InvalidState(_("image ${name} is used by an appliance",
                                  mapping={"name": image.name}), field="image")
-        if image.storage is not None:
-            driver = self.plugins.storage_driver(image.storage.storage_type)
-            driver.remove_volume(image.storage, root_device=image.root_device)
+        if image.storage is not None and image.root_device:
+            self.calls.record(f"remove-volume:image:{image.id}", "remove_volume",
+                              driver=image.storage.storage_type,
+                              target=storage_ref(image.storage),
+                              arguments={"root_device": image.root_device}, actor=actor)
+            self.events.log(source="datacenter", name="image.removing", actor=actor,
+                            obj=image, message=f"image {image.name}: removing its volume")
+            return
+        self.forget_image(image, actor=actor)
+
+    def forget_image(self, image: Image, *, actor: Actor) -> None:
+        """Delete image ``image``'s row (its volume is gone, or it never had one)."""
         self.db.execute(StorageAuthorization.__table__.delete().where(
             StorageAuthorization.image_id == image.id))
         self.events.log(source="datacenter", name="image.removed", actor=actor, obj=image,
@@ -285,17 +325,25 @@ class DatacenterService:
         self.db.flush()
 
     def authorize_storage(self, image: Image, resource: Resource | None, *, actor: Actor) -> None:
-        """Tell the image's storage that exactly ``resource`` may mount it (None: nobody)."""
-        if image.storage is not None:
-            driver = self.plugins.storage_driver(image.storage.storage_type)
-            driver.authenticate(image.storage, root_device=image.root_device, resource=resource)
+        """Tell the image's storage (after the commit) that exactly ``resource`` may mount
+        it (None: nobody). Calls of one owner are made in order, so a boot recorded after
+        this one finds the export in place."""
         record = self.db.scalar(select(StorageAuthorization).where(
             StorageAuthorization.image_id == image.id))
         if record is None:
-            record = StorageAuthorization(image_id=image.id)
+            record = StorageAuthorization(image_id=image.id, seq=0)
             self.db.add(record)
         record.resource_id = resource.id if resource else None
         record.updated_at = utcnow()
+        record.seq = (record.seq or 0) + 1
+        self.db.flush()
+        if image.storage is not None:
+            self.calls.record(
+                f"authenticate:image:{image.id}:{record.seq}", "authenticate",
+                driver=image.storage.storage_type, target=storage_ref(image.storage),
+                arguments={"root_device": image.root_device,
+                           "machine": machine_ref(resource) if resource else None},
+                actor=actor)
         self.events.log(source="datacenter", name="storage.authorized", actor=actor, obj=image,
                         level=EventLevel.INFO,
                         message=f"image {image.name} may be mounted by "
@@ -377,12 +425,17 @@ class DatacenterService:
         return sorted(rows, key=load)
 
     def create_vm(self, vm_type: VirtualizationType, *, name: str, cpus: int, memory_mb: int,
-                  nics: int, disk_mb: int, actor: Actor) -> Resource:
-        """Create a VM on the least-loaded host that has room; it boots and reports idle.
+                  nics: int, disk_mb: int, actor: Actor,
+                  exclude_hosts: tuple[int, ...] = ()) -> Resource:
+        """Place a VM on the least-loaded host that has room, by the engine's books: its
+        resource row (MACs and name fixed now, from the row) is stored, and the host is asked
+        to make it after the commit (``create-vm:resource:<id>``). It boots and reports idle.
 
-        Raises CapacityError when no host can take it (nothing is left behind)."""
-        driver = self.plugins.virtualization_driver(vm_type.name)
+        Raises CapacityError when no host has room; nothing is left behind."""
+        self.plugins.virtualization_driver(vm_type.name)  # refused now if nobody serves it
         for host, used_cpus, used_memory in self.hosts_by_load(vm_type):
+            if host.id in exclude_hosts:
+                continue
             if host.cpus and used_cpus + cpus > host.cpus:
                 continue
             if host.memory_mb and used_memory + memory_mb > host.memory_mb:
@@ -390,16 +443,16 @@ class DatacenterService:
             vm = Resource(mac=generate_mac(), kind=VirtualizationKind.VM, name=name,
                           virtualization_type=vm_type, host=host, cpus=cpus,
                           memory_mb=memory_mb, nics=nics, state=ResourceState.BOOTING)
-            try:
-                with self.db.begin_nested():
-                    self.db.add(vm)
-                    self.db.flush()
-                    driver.create_vm(host, vm, disk_mb=disk_mb)
-            except CapacityError:
-                continue
+            self.db.add(vm)
+            self.db.flush()
+            spec = VmSpec(name=vm_name(vm.id), cpus=cpus, memory_mb=memory_mb,
+                          macs=nic_macs(vm.mac, nics), disk_mb=disk_mb)
+            self.calls.record(f"create-vm:resource:{vm.id}", "create_vm",
+                              driver=vm_type.name, target=host_ref(host),
+                              arguments={"spec": spec}, actor=actor)
             self.events.log(source="datacenter", name="vm.created", actor=actor, obj=vm,
                             message=f"VM {name} (resource {vm.id}, {cpus} CPU, {memory_mb} MB) "
-                            f"created on host {host.label}")
+                            f"placed on host {host.label}")
             self.plugins.hook.qrm_resource_event(request=self.plugins.request, resource=vm,
                                                  action="add")
             return vm
@@ -408,10 +461,17 @@ class DatacenterService:
                                        "memory_mb": memory_mb}))
 
     def remove_vm(self, vm: Resource, *, actor: Actor) -> None:
-        """Destroy a VM and forget its resource."""
-        driver = self.plugins.virtualization_driver(vm.virtualization_type.name)
-        driver.remove_vm(vm)
-        self.remove_resource(vm, actor=actor)
+        """Destroy a VM after the commit; its resource row goes once that is done."""
+        if vm.host is None:
+            self.remove_resource(vm, actor=actor)
+            return
+        self.calls.record(f"remove-vm:resource:{vm.id}", "remove_vm",
+                          driver=vm.virtualization_type.name, target=host_ref(vm.host),
+                          arguments={"name": vm_name(vm.id)}, actor=actor)
+        vm.state = ResourceState.OFF
+        self.events.log(source="datacenter", name="vm.removing", actor=actor, obj=vm,
+                        message=f"VM {vm.label} (resource {vm.id}): removing it from host "
+                        f"{vm.host.label}")
 
     def reboot(self, resource: Resource, *, actor: Actor) -> None:
         """Reboot ``resource`` into whatever it is assigned: a plugin may do it from outside
@@ -419,17 +479,16 @@ class DatacenterService:
         resource.state = ResourceState.TRANSITION
         self.plugins.hook.qrm_resource_event(request=self.plugins.request, resource=resource,
                                              action="start")
-        handled = self.plugins.started_hook.qrm_resource_command(
-            request=self.plugins.request, resource=resource, command="reboot")
-        if not handled:
-            if resource.kind is VirtualizationKind.VM:
-                self.plugins.virtualization_driver(resource.virtualization_type.name) \
-                    .reboot_vm(resource)
-            else:
-                from engine.commands.services import CommandService
-
-                CommandService(self.db, events=self.events).enqueue(
-                    resource, ["reboot"], actor=actor)
+        resource.power_seq = (resource.power_seq or 0) + 1
+        key = f"reboot:resource:{resource.id}:{resource.power_seq}"
+        if resource.kind is VirtualizationKind.VM and resource.host is not None:
+            self.calls.record(key, "reboot_vm", driver=resource.virtualization_type.name,
+                              target=host_ref(resource.host),
+                              arguments={"name": vm_name(resource.id)}, actor=actor)
+        else:
+            # a plugin's power switch, else a reboot command through the command worker
+            self.calls.record(key, POWER, driver=POWER, target=machine_ref(resource),
+                              arguments={"command": "reboot"}, actor=actor)
         self.events.log(source="datacenter", name="resource.reboot", actor=actor, obj=resource,
                         level=EventLevel.INFO, message=f"resource {resource.id} rebooting")
 
@@ -590,3 +649,53 @@ class AppliancesService:
             self.events.log(source="datacenter", name="appliance.stopped", actor=actor,
                             obj=appliance, message=f"appliance {appliance.name} stopped")
         return appliance
+
+
+# -- what a done call changes in the database (engine.datacenter.calls) --------------------
+CALLS_ACTOR = Actor.system("outside-work")
+
+
+def _row_id(call: Any) -> int:
+    """The row a call is about: the number after ``…:image:`` / ``…:resource:``."""
+    return int(call.key.split(":")[2])
+
+
+@on_done("create_volume")
+@on_done("clone_volume")
+@on_done("snapshot_volume")
+def _volume_made(request: Any, call: Any) -> None:
+    image = request.dbsession.get(Image, _row_id(call))
+    if image is not None:
+        image.root_device = call.result["value"]
+        image.missing_since = None
+
+
+@on_done("remove_volume")
+def _volume_removed(request: Any, call: Any) -> None:
+    if not call.key.startswith("remove-volume:image:"):
+        return  # an orphan's removal: there is no row
+    image = request.dbsession.get(Image, _row_id(call))
+    if image is not None:
+        request.find_service(DatacenterService).forget_image(image, actor=CALLS_ACTOR)
+
+
+@on_done("remove_vm")
+def _vm_removed(request: Any, call: Any) -> None:
+    if not call.key.startswith("remove-vm:resource:"):
+        return
+    vm = request.dbsession.get(Resource, _row_id(call))
+    if vm is not None:
+        request.find_service(DatacenterService).remove_resource(vm, actor=CALLS_ACTOR)
+
+
+@on_done(POWER)
+def _power_done(request: Any, call: Any) -> None:
+    if call.result["value"].get("handled"):
+        return
+    resource = request.dbsession.get(Resource, call.target["id"])
+    if resource is None:
+        return
+    from engine.commands.services import CommandService
+
+    request.find_service(CommandService).enqueue(resource, [call.arguments["command"]],
+                                                 actor=CALLS_ACTOR)

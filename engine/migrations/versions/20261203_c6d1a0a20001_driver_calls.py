@@ -12,7 +12,6 @@ Create Date: 2026-12-03 12:00:00
 
 import sqlalchemy as sa
 from alembic import op
-
 from sqlalchemy.dialects import mysql
 
 TIMESTAMP = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")

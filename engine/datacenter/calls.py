@@ -1,0 +1,338 @@
+"""Outside work: calls that change the world outside our database, made after the commit.
+
+A hypervisor or a storage host does not roll back with our transaction. So a service never
+calls a driver itself; it records the call it wants (``CallService.record``: a
+``driver_call`` row whose unique key is derived from persisted rows, such as
+``create-vm:resource:42``), and the transaction commits. Then:
+
+1. **claim** (own transaction): the call is marked as being made until ``claimed_until`` and
+   its attempt counted; the plugins that serve it are looked up;
+2. **effect** (no transaction open): the driver is called with plain values (``HostRef``,
+   ``StorageRef``, ``VmSpec``) stored with the call, under the name stored with the call;
+3. **outcome** (own transaction): ``done`` with the driver's result, and the rows that
+   depend on it updated (a clone's root device, a removed VM's resource row); or the error:
+   capacity errors fail the call at once, other errors retry it with back-off (1, 2, 4 …
+   minutes) and fail it after ``MAX_ATTEMPTS``.
+
+A crash between any two of these converges: an unfinished claim runs out and the call is
+made again under the same name, and drivers are idempotent by name (see
+``engine.plugins.drivers``), so nothing is made twice. Calls with an ``owner``
+(``cloud_request:7``) are made by the job that owns the step, in the order they were
+recorded, and the step waits until they are done; calls without one are made by the
+``datacenter.calls`` job (kicked after the commit that records them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from pyramid.scripting import prepare
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from engine.datacenter.models import CallState, DriverCall
+from engine.db import utcnow
+from engine.errors import CapacityError, DriverError
+from engine.events.models import EventLevel
+from engine.events.services import EventService
+from engine.plugins.drivers import HostRef, HostUnreachable, MachineRef, StorageRef, VmSpec
+from engine.security import Actor
+
+log = logging.getLogger(__name__)
+
+#: failed attempts after which a call is given up (an admin's Retry makes it pending again)
+MAX_ATTEMPTS = 8
+#: how long a claim lasts: a worker that crashed while making the call loses it after this
+CLAIM_FOR = dt.timedelta(minutes=5)
+RETRY_AFTER = dt.timedelta(minutes=1)
+
+VM_OPERATIONS = ("create_vm", "start_vm", "stop_vm", "reboot_vm", "remove_vm")
+STORAGE_OPERATIONS = ("create_volume", "clone_volume", "snapshot_volume", "resize_volume",
+                      "remove_volume", "authenticate")
+#: the power switch of a machine (``qrm_resource_command`` hooks)
+POWER = "power"
+
+
+def retry_delay(attempts: int) -> dt.timedelta:
+    """1, 2, 4, … minutes after the 1st, 2nd, 3rd … failure in a row."""
+    return RETRY_AFTER * 2 ** max(attempts - 1, 0)
+
+
+def error_kind(error: Exception) -> str:
+    if isinstance(error, CapacityError):
+        return "capacity"
+    if isinstance(error, HostUnreachable):
+        return "unreachable"
+    return "driver"
+
+
+def as_json(value: Any) -> Any:
+    """A driver value (dataclass) as JSON-able data."""
+    if dataclasses.is_dataclass(value):
+        return {key: as_json(item) for key, item in dataclasses.asdict(value).items()}
+    if isinstance(value, (list, tuple)):
+        return [as_json(item) for item in value]
+    if isinstance(value, dict):
+        return {key: as_json(item) for key, item in value.items()}
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class Claimed:
+    """A claimed call, detached from the database: what the effect phase needs."""
+
+    id: int
+    key: str
+    operation: str
+    driver: str
+    target: dict
+    arguments: dict
+    attempts: int
+    plugins: tuple[str, ...]
+
+
+#: what the outcome of an operation changes in the database: ``handler(request, call)``,
+#: run in the outcome's transaction once the call is done (registered by the services)
+DoneHandler = Callable[[Any, DriverCall], None]
+DONE_HANDLERS: dict[str, DoneHandler] = {}
+
+
+def on_done(operation: str) -> Callable[[DoneHandler], DoneHandler]:
+    def register(handler: DoneHandler) -> DoneHandler:
+        DONE_HANDLERS[operation] = handler
+        return handler
+
+    return register
+
+
+class CallService:
+    """Record calls, ask for their state, record their outcome (request-scoped)."""
+
+    def __init__(self, db: Session, *, events: EventService, request: Any = None) -> None:
+        self.db, self.events, self.request = db, events, request
+        self.owner: str | None = None
+
+    @classmethod
+    def create_service(cls, _context: Any, request: Any) -> CallService:
+        return cls(request.dbsession, events=request.find_service(EventService),
+                   request=request)
+
+    @contextlib.contextmanager
+    def owned_by(self, owner: str | None) -> Iterator[None]:
+        """Calls recorded inside belong to ``owner`` (its job makes them, its step waits)."""
+        previous, self.owner = self.owner, owner
+        try:
+            yield
+        finally:
+            self.owner = previous
+
+    def record(self, key: str, operation: str, *, driver: str, target: Any,
+               arguments: dict[str, Any], actor: Actor) -> DriverCall:
+        """Record the intent to make a call; the same key again returns the first record."""
+        existing = self.get(key)
+        if existing is not None:
+            return existing
+        call = DriverCall(key=key, operation=operation, driver=driver, owner=self.owner,
+                          target=as_json(target), arguments=as_json(arguments),
+                          state=CallState.PENDING, attempts=0, not_before=utcnow(),
+                          actor=actor.label, error="")
+        self.db.add(call)
+        self.db.flush()
+        if self.owner is None and self.request is not None:
+            from engine.scheduler.kick import kick_after_commit
+
+            kick_after_commit(self.request, "datacenter.calls")
+        return call
+
+    def get(self, key: str) -> DriverCall | None:
+        return self.db.scalar(select(DriverCall).where(DriverCall.key == key))
+
+    def open_for(self, owner: str) -> list[DriverCall]:
+        """``owner``'s calls that are not done yet (pending or failed), oldest first."""
+        return list(self.db.scalars(
+            select(DriverCall).where(DriverCall.owner == owner,
+                                     DriverCall.state != CallState.DONE)
+            .order_by(DriverCall.id)))
+
+    def retry(self, call: DriverCall) -> None:
+        """A failed call is made again (an admin's Retry)."""
+        if call.state is CallState.FAILED:
+            call.state, call.attempts, call.not_before = CallState.PENDING, 0, utcnow()
+            call.claimed_until = None
+
+    def disown(self, call: DriverCall) -> None:
+        """Its owner no longer waits for it (a refused placement it has dealt with)."""
+        call.owner = None
+
+
+# -- making calls (jobs) --------------------------------------------------------------------
+def due_calls(request: Any, owner: str | None, limit: int = 50) -> list[int]:
+    now = utcnow()
+    query = (select(DriverCall.id)
+             .where(DriverCall.state == CallState.PENDING, DriverCall.not_before <= now,
+                    (DriverCall.claimed_until.is_(None)) | (DriverCall.claimed_until < now))
+             .order_by(DriverCall.id).limit(limit))
+    query = query.where(DriverCall.owner.is_(None) if owner is None
+                        else DriverCall.owner == owner)
+    return list(request.dbsession.scalars(query))
+
+
+def _claim(request: Any, call_id: int) -> Claimed | None:
+    from engine.datacenter.services import supports_row_locks
+    from engine.plugins.manager import PluginService
+    from engine.plugins.models import PluginState
+
+    db = request.dbsession
+    now = utcnow()
+    query = select(DriverCall).where(DriverCall.id == call_id)
+    if supports_row_locks(db):
+        query = query.with_for_update(skip_locked=True)
+    call = db.scalar(query)
+    if call is None or call.state is not CallState.PENDING or call.not_before > now or (
+            call.claimed_until is not None and call.claimed_until >= now):
+        return None
+    if call.owner is not None:
+        # the owner's calls are made in the order they were recorded
+        earlier = db.scalar(select(DriverCall.id).where(
+            DriverCall.owner == call.owner, DriverCall.id < call.id,
+            DriverCall.state != CallState.DONE).limit(1))
+        if earlier is not None:
+            return None
+    call.attempts += 1
+    call.claimed_until = now + CLAIM_FOR
+    names = tuple(request.find_service(PluginService).names_in(PluginState.STARTED))
+    return Claimed(id=call.id, key=call.key, operation=call.operation, driver=call.driver,
+                   target=dict(call.target), arguments=dict(call.arguments),
+                   attempts=call.attempts, plugins=names)
+
+
+def _driver(relay: Any, request: Any, claimed: Claimed) -> Any:
+    if claimed.operation in VM_OPERATIONS:
+        for drivers in relay.qrm_virtualization_drivers(request=request):
+            for driver in drivers:
+                if driver.vm_type == claimed.driver:
+                    return driver
+        raise DriverError(f"no started plugin provides virtualization type "
+                          f"{claimed.driver!r}")
+    for drivers in relay.qrm_storage_drivers(request=request):
+        for driver in drivers:
+            if driver.storage_type == claimed.driver:
+                return driver
+    raise DriverError(f"no started plugin provides storage type {claimed.driver!r}")
+
+
+def _effect(registry: Any, claimed: Claimed) -> Any:
+    """Make the call. No database transaction is open here, and none may be."""
+    env = prepare(registry=registry)
+    try:
+        request = env["request"]
+        relay = registry["plugins"].relay(claimed.plugins)
+        args = dict(claimed.arguments)
+        if claimed.operation == POWER:
+            handled = relay.qrm_resource_command(
+                request=request, resource=MachineRef(**claimed.target), command=args["command"])
+            return {"handled": any(handled)}
+        driver = _driver(relay, request, claimed)
+        if claimed.operation in VM_OPERATIONS:
+            host = HostRef(**claimed.target)
+            if claimed.operation == "create_vm":
+                spec = dict(args["spec"])
+                spec["macs"] = tuple(spec.get("macs") or ())
+                driver.create_vm(host, VmSpec(**spec))
+                return None
+            getattr(driver, claimed.operation)(host, args["name"])
+            return None
+        storage = StorageRef(**claimed.target)
+        if claimed.operation == "authenticate":
+            machine = args.get("machine")
+            driver.authenticate(storage, root_device=args["root_device"],
+                                machine=MachineRef(**machine) if machine else None)
+            return None
+        return getattr(driver, claimed.operation)(storage, **args)
+    finally:
+        env["closer"]()
+
+
+def _record_done(request: Any, call_id: int, result: Any) -> DriverCall:
+    call = request.dbsession.get(DriverCall, call_id)
+    call.state, call.result, call.done_at = CallState.DONE, {"value": result}, utcnow()
+    call.claimed_until, call.error, call.error_kind = None, "", None
+    handler = DONE_HANDLERS.get(call.operation)
+    if handler is not None:
+        handler(request, call)
+    return call
+
+
+def _record_error(request: Any, call_id: int, error: Exception) -> DriverCall:
+    call = request.dbsession.get(DriverCall, call_id)
+    kind = error_kind(error)
+    message = getattr(error, "message", None) or f"{type(error).__name__}: {error}"
+    call.claimed_until, call.error, call.error_kind = None, message, kind
+    if kind == "capacity" or call.attempts >= MAX_ATTEMPTS:
+        call.state = CallState.FAILED
+        outcome = ("given up" if kind != "capacity" else "refused for lack of room")
+    else:
+        delay = retry_delay(call.attempts)
+        call.not_before = utcnow() + delay
+        outcome = f"retried in {int(delay.total_seconds() // 60)} minute(s)"
+    owner_type, _sep, owner_id = (call.owner or "").partition(":")
+    request.find_service(EventService).log(
+        source="datacenter", name="call.failed", actor=Actor.system("outside-work"),
+        level=EventLevel.ERROR if call.state is CallState.FAILED else EventLevel.WARNING,
+        object_type=owner_type or "driver_call",
+        object_id=int(owner_id) if owner_id.isdigit() else call.id,
+        message=f"{call.operation} ({call.key}) failed, attempt {call.attempts}: {message}; "
+        f"{outcome}")
+    return call
+
+
+def perform(registry: Any, call_id: int) -> str | None:
+    """Claim, make and record call ``call_id``; return its state afterwards, or None when
+    it was not due or someone else holds it."""
+    from engine.scheduler.runner import run_in_transaction
+
+    claimed = run_in_transaction(registry, _claim, call_id=call_id)
+    if claimed is None:
+        return None
+    failure: Exception | None = None
+    try:
+        result = _effect(registry, claimed)
+    except Exception as error:  # every failure of the outside world is recorded
+        if not isinstance(error, DriverError):
+            log.exception("call %s (%s) failed", claimed.key, claimed.operation)
+        failure = error
+    if failure is not None:
+        return run_in_transaction(registry, lambda request: _record_error(
+            request, claimed.id, failure).state.value)
+    return run_in_transaction(registry, lambda request: _record_done(
+        request, claimed.id, as_json(result)).state.value)
+
+
+def run_calls(registry: Any, owner: str | None) -> int:
+    """Make every due call of ``owner`` (None: calls without one), in order; an owner's
+    calls stop at the first that does not go through. Returns how many were done."""
+    from engine.scheduler.runner import run_in_transaction
+
+    done = 0
+    for call_id in run_in_transaction(registry, due_calls, owner=owner):
+        state = perform(registry, call_id)
+        if state == CallState.DONE.value:
+            done += 1
+        elif owner is not None:
+            break
+    return done
+
+
+def calls_job(request: Any) -> int:
+    """``datacenter.calls``: make the due calls that no request's step owns."""
+    done, registry = 0, request.registry
+    while True:
+        made = run_calls(registry, None)
+        done += made
+        if not made:
+            return done
