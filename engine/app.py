@@ -8,6 +8,7 @@ from typing import Any
 
 from pyramid.config import Configurator
 
+from engine import clock
 from engine.settings import normalize_settings
 
 
@@ -21,6 +22,7 @@ def _include_if_present(config: Configurator, package: str, **kw: Any) -> None:
 
 def make_config(settings: dict[str, Any]) -> Configurator:
     config = Configurator(settings=normalize_settings(settings))
+    clock.use(clock.from_settings(config.registry.settings))  # the engine's one clock
     # -- infrastructure ---------------------------------------------------------------------
     config.include("pyramid_services")      # request.find_service
     config.include("pyramid_jinja2")        # templates of the faces

@@ -15,6 +15,8 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
+from engine import clock
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -31,8 +33,9 @@ class Base(DeclarativeBase):
 
 
 def utcnow() -> dt.datetime:
-    """The current time, timezone-aware UTC (the only kind of time the engine handles)."""
-    return dt.datetime.now(dt.UTC)
+    """The current time, timezone-aware UTC (the only kind of time the engine handles), from
+    the engine's one clock (``engine.clock``)."""
+    return clock.now()
 
 
 class UTCDateTime(TypeDecorator):

@@ -19,6 +19,7 @@ ENVIRONMENT_OVERRIDES = {
     "QRM_PUBLIC_URL": "qrm.public_url",
     "QRM_SCHEDULER": "qrm.scheduler",
     "QRM_SIM_BOOT_DELAY": "qrm.sim.boot_delay",
+    "QRM_CLOCK": "qrm.clock",
 }
 
 TRUTHY = {"1", "true", "yes", "on"}
@@ -39,6 +40,15 @@ def normalize_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
             result[key] = os.environ[variable]
     if not result.get("sqlalchemy.url"):
         raise ValueError("sqlalchemy.url is not set (ini file or QRM_DATABASE_URL)")
+    if as_bool(result.get("qrm.require_secrets", False)):
+        # Several processes (web workers, schedulers) must share one truth: a secret made
+        # up per process would log users out between workers and seal digests unreadably.
+        for key, variable in (("qrm.session_secret", "QRM_SESSION_SECRET"),
+                              ("qrm.secret_key", "QRM_SECRET_KEY")):
+            if not result.get(key) and not (key == "qrm.secret_key"
+                                            and result.get("qrm.secret_key_file")):
+                raise ValueError(f"{key} is not set: set the environment variable {variable} "
+                                 "(the same value for every process of this deployment)")
     if not result.get("qrm.session_secret"):
         # A random secret per process start is safe (sessions end at restart) but not for
         # several workers; production.ini documents that QRM_SESSION_SECRET must be set.

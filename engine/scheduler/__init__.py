@@ -11,7 +11,7 @@ def add_job(config: Any, job_id: str, func: Any, interval_s: float, singleton: b
 
 
 def includeme(config: Any) -> None:
-    from engine.scheduler.kick import InlineKicker, NullKicker
+    from engine.scheduler.kick import DatabaseKicker, InlineKicker, NullKicker
     from engine.scheduler.runner import JobRegistry
 
     config.registry.setdefault("qrm.jobs", JobRegistry())
@@ -19,5 +19,7 @@ def includeme(config: Any) -> None:
     kick = config.get_settings().get("qrm.kick", "thread")
     if kick == "inline":
         config.registry["qrm.kicker"] = InlineKicker(config.registry)
+    elif kick == "database":
+        config.registry["qrm.kicker"] = DatabaseKicker()
     else:
         config.registry.setdefault("qrm.kicker", NullKicker())

@@ -15,10 +15,9 @@ from typing import Any
 
 import transaction
 from pyramid.scripting import prepare
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.exc import IntegrityError
 
-from engine.db import utcnow
 from engine.scheduler.models import JobLease
 
 log = logging.getLogger(__name__)
@@ -53,10 +52,26 @@ def run_in_transaction(registry: Any, func: JobFunction, **kw: Any) -> Any:
         env["closer"]()
 
 
+def database_now(db: Any) -> dt.datetime:
+    """The database server's clock (UTC): leases are compared across processes and
+    machines, so they never use a process's own clock (nor the engine's simulated one)."""
+    dialect = db.get_bind().dialect.name
+    if dialect == "postgresql":
+        value = db.scalar(text("SELECT clock_timestamp()"))
+    elif dialect in ("mysql", "mariadb"):
+        value = db.scalar(text("SELECT UTC_TIMESTAMP(6)"))
+    else:
+        value = dt.datetime.fromisoformat(db.scalar(text(
+            "SELECT strftime('%Y-%m-%d %H:%M:%f', 'now')")))
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC)
+
+
 def _try_lease(request: Any, job_id: str, owner: str, ttl_s: float) -> bool:
-    now = utcnow()
-    expires = now + dt.timedelta(seconds=ttl_s)
     db = request.dbsession
+    now = database_now(db)
+    expires = now + dt.timedelta(seconds=ttl_s)
     result = db.execute(
         update(JobLease)
         .where(JobLease.job_id == job_id)
@@ -75,26 +90,60 @@ def _try_lease(request: Any, job_id: str, owner: str, ttl_s: float) -> bool:
     return True
 
 
+def _renew_lease(request: Any, job_id: str, owner: str, ttl_s: float) -> bool:
+    db = request.dbsession
+    expires = database_now(db) + dt.timedelta(seconds=ttl_s)
+    return bool(db.execute(update(JobLease).where(JobLease.job_id == job_id,
+                                                  JobLease.owner == owner)
+                           .values(expires_at=expires)).rowcount)
+
+
 def _release_lease(request: Any, job_id: str, owner: str) -> None:
     request.dbsession.execute(
         delete(JobLease).where(JobLease.job_id == job_id, JobLease.owner == owner)
     )
 
 
+class _LeaseRenewal(threading.Thread):
+    """Renews a singleton job's lease while a long run holds it (every third of its time)."""
+
+    def __init__(self, registry: Any, job: Job, owner: str, ttl_s: float) -> None:
+        super().__init__(name=f"lease-{job.id}", daemon=True)
+        self.registry, self.job, self.owner, self.ttl_s = registry, job, owner, ttl_s
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.wait(self.ttl_s / 3):
+            try:
+                run_in_transaction(self.registry, _renew_lease, job_id=self.job.id,
+                                   owner=self.owner, ttl_s=self.ttl_s)
+            except Exception:
+                log.exception("lease of job %s not renewed", self.job.id)
+
+
+def lease_ttl(job: Job) -> float:
+    return max(job.interval_s * 6, 60.0)
+
+
 def run_job(registry: Any, job: Job, **kw: Any) -> Any:
-    """Run one job now (a lease first, for singleton jobs). Errors are logged, not raised,
-    so that one failing run never stops the scheduler."""
+    """Run one job now (a lease first, for singleton jobs, renewed while it runs). Errors
+    are logged, not raised, so that one failing run never stops the scheduler."""
     owner = owner_name()
-    ttl = max(job.interval_s * 6, 60.0)
+    ttl = lease_ttl(job)
     try:
         if job.singleton and not run_in_transaction(
             registry, _try_lease, job_id=job.id, owner=owner, ttl_s=ttl
         ):
             log.debug("job %s runs elsewhere; skipped", job.id)
             return None
+        renewal = _LeaseRenewal(registry, job, owner, ttl) if job.singleton else None
+        if renewal is not None:
+            renewal.start()
         try:
             return run_in_transaction(registry, job.func, **kw)
         finally:
+            if renewal is not None:
+                renewal.done.set()
             if job.singleton:
                 run_in_transaction(registry, _release_lease, job_id=job.id, owner=owner)
     except Exception:

@@ -3,7 +3,8 @@
 Calls that change the world outside the database (VMs, volumes, exports, power) are recorded
 before they are made and their outcome after: the ``driver_call`` table. Resources and
 storage authorisations count their changes (each change's call is keyed by its number), and
-reconciliation marks VMs and images whose object vanished (``missing_since``).
+reconciliation marks VMs and images whose object vanished (``missing_since``). Kicks wake a
+scheduler in another process through ``job_wakeup`` where there is no LISTEN/NOTIFY.
 
 Revision ID: c6d1a0a20001
 Revises: 8fcdc4f71a5e
@@ -50,6 +51,12 @@ def upgrade() -> None:
     op.create_index('ix_driver_call_owner', 'driver_call', ['owner', 'state'], unique=False)
     op.create_index('ix_driver_call_state_not_before', 'driver_call', ['state', 'not_before'],
                     unique=False)
+    op.create_table(
+        'job_wakeup',
+        sa.Column('job_id', sa.String(length=100), nullable=False),
+        sa.Column('seq', sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint('job_id', name=op.f('pk_job_wakeup')),
+    )
     with op.batch_alter_table('resource', schema=None) as batch_op:
         batch_op.add_column(sa.Column('power_seq', sa.Integer(), nullable=False,
                                       server_default='0'))
@@ -61,6 +68,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_table('job_wakeup')
     with op.batch_alter_table('storage_authorization', schema=None) as batch_op:
         batch_op.drop_column('seq')
     with op.batch_alter_table('image', schema=None) as batch_op:

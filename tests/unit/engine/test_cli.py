@@ -96,3 +96,27 @@ def _idle_machines(ini: str) -> int:
         return connection.execute(
             "select count(*) from resource where kind = 'physical' and state = 'idle'"
         ).fetchone()[0]
+
+
+@pytest.mark.parametrize(("missing", "variable"), [("session_secret", "QRM_SESSION_SECRET"),
+                                                   ("secret_key", "QRM_SECRET_KEY")])
+def test_production_refuses_to_start_without_its_secrets(tmp_path, monkeypatch, missing,
+                                                         variable):
+    """Several processes, one truth: no secret is made up per process in production."""
+    monkeypatch.setenv("QRM_DATABASE_URL", f"sqlite:///{tmp_path}/prod.sqlite")
+    monkeypatch.setenv("QRM_SESSION_SECRET", "s" * 40)
+    monkeypatch.setenv("QRM_SECRET_KEY", "k" * 40)
+    monkeypatch.delenv(variable)
+    result = CliRunner().invoke(main, ["-c", str(ROOT / "production.ini"), "db", "upgrade"])
+    assert result.exit_code != 0
+    assert f"qrm.{missing} is not set: set the environment variable {variable}" in str(
+        result.exception)
+    assert not (tmp_path / "prod.sqlite").exists()
+
+
+def test_production_starts_with_its_secrets(tmp_path, monkeypatch):
+    monkeypatch.setenv("QRM_DATABASE_URL", f"sqlite:///{tmp_path}/prod.sqlite")
+    monkeypatch.setenv("QRM_SESSION_SECRET", "s" * 40)
+    monkeypatch.setenv("QRM_SECRET_KEY", "k" * 40)
+    result = CliRunner().invoke(main, ["-c", str(ROOT / "production.ini"), "db", "upgrade"])
+    assert result.exit_code == 0, result.output
