@@ -224,8 +224,12 @@ class ProvisionStep(enum.Enum):
     RUNNING = "running"            # active
     PAUSING = "pausing"            # paused by its user: appliance stopping, not billed
     PAUSED = "paused"              # paused: resource released, disk (clone) kept
-    STOPPING = "stopping"          # teardown: appliance stopped, waiting for the resource
-    RELEASED = "released"          # teardown: clone, VM, IPs released
+    STOPPING = "stopping"          # teardown: appliance stopping, waiting for the resource
+    STOPPED = "stopped"            # teardown: appliance stopped (or never started)
+    FREED = "freed"                # teardown: IP addresses back in the pool
+    UNASSIGNED = "unassigned"      # teardown: engine appliance released and removed
+    VOLUME_REMOVED = "volume-removed"  # teardown: the clone removed from its storage
+    RELEASED = "released"          # teardown: the VM made for it removed; nothing is left
 
 
 class CloudAppliance(Base):

@@ -6,12 +6,16 @@ job runs ``advance`` for every request with something due, each in its own trans
 crash loses at most the step in flight, and the next sweep resumes it. Long waits (a VM
 booting, an appliance starting) end the step; the resource's report moves it on.
 
-Provisioning of one appliance: NEW → APPLIANCE (engine appliance created) → RESOURCE (idle
-resource claimed, or VM created on the least-loaded host) → IMAGE (clone-on-deploy) →
-ADDRESSES (IPs from the pool) → STARTING (appliance started) → RUNNING (resource up; first
-hour charged). Teardown: STOPPING (appliance stopped) → RELEASED (clone, VM, IPs, appliance
-removed). Any appliance that cannot get resources fails the whole request: the others are
-torn down and the request ends ``no-resources`` with nothing left behind.
+Provisioning of one appliance (``STEP_MOVES`` declares every move): NEW → APPLIANCE (engine
+appliance created) → RESOURCE (idle resource claimed, or VM placed on the least-loaded host)
+→ IMAGE (clone-on-deploy) → ADDRESSES (IPs from the pool) → STARTING (appliance started) →
+RUNNING (resource up; first hour charged). Teardown, one persisted step each: STOPPING
+(appliance stopping) → STOPPED → FREED (IPs back) → UNASSIGNED (engine appliance removed) →
+VOLUME_REMOVED (clone removed) → RELEASED (VM removed). Whatever a step asks of a host or a
+storage is a recorded call (``engine.datacenter.calls``), made right after the step's commit;
+the request takes no further step until its calls are done. Any appliance that cannot get
+resources fails the whole request: the others are torn down and the request ends
+``no-resources`` with nothing left behind.
 """
 
 from __future__ import annotations
@@ -63,6 +67,32 @@ ACTOR = Actor.system("provisioning")
 WORKING = (RequestStatus.APPROVED, RequestStatus.ACTIVE, RequestStatus.DEPROVISION,
            RequestStatus.NO_RESOURCES)
 TEARDOWN = (RequestStatus.DEPROVISION, RequestStatus.NO_RESOURCES)
+
+
+S = ProvisionStep
+#: the steps of provisioning, in order (each one persisted, one per transaction)
+PROVISIONING_STEPS = (S.NEW, S.APPLIANCE, S.RESOURCE, S.IMAGE, S.ADDRESSES)
+#: every step a cloud appliance may take from each step: provisioning (NEW … RUNNING),
+#: pause and resume (RUNNING → PAUSING → PAUSED → APPLIANCE …, or PAUSED when a resume finds
+#: no room), and teardown (STOPPING → STOPPED → FREED → UNASSIGNED → VOLUME_REMOVED →
+#: RELEASED), which begins at STOPPED from any step that never started the appliance
+STEP_MOVES: dict[ProvisionStep, frozenset[ProvisionStep]] = {
+    S.NEW: frozenset({S.APPLIANCE, S.STOPPED}),
+    S.APPLIANCE: frozenset({S.RESOURCE, S.PAUSED, S.STOPPED}),
+    S.RESOURCE: frozenset({S.IMAGE, S.PAUSED, S.STOPPED}),
+    S.IMAGE: frozenset({S.ADDRESSES, S.PAUSED, S.STOPPED}),
+    S.ADDRESSES: frozenset({S.STARTING, S.PAUSED, S.STOPPED}),
+    S.STARTING: frozenset({S.RUNNING, S.STOPPING}),
+    S.RUNNING: frozenset({S.PAUSING, S.STOPPING}),
+    S.PAUSING: frozenset({S.PAUSED, S.STOPPED}),
+    S.PAUSED: frozenset({S.APPLIANCE, S.STOPPED}),
+    S.STOPPING: frozenset({S.STOPPED}),
+    S.STOPPED: frozenset({S.FREED}),
+    S.FREED: frozenset({S.UNASSIGNED}),
+    S.UNASSIGNED: frozenset({S.VOLUME_REMOVED}),
+    S.VOLUME_REMOVED: frozenset({S.RELEASED}),
+    S.RELEASED: frozenset(),
+}
 
 
 def owner_of(request_id: int) -> str:
@@ -169,8 +199,8 @@ class ProvisioningService:
                 continue
             if ca.resource_id is not None and ca.appliance is not None:
                 self._release_resource(ca)
-            ca.step, ca.state, ca.error = (ProvisionStep.PAUSED, CloudApplianceState.PAUSED,
-                                           reason)
+            self._move(ca, ProvisionStep.PAUSED)
+            ca.state, ca.error = CloudApplianceState.PAUSED, reason
             self.events.log(source="cloud", name="appliance.start-failed", actor=ACTOR,
                             obj=ca, level=EventLevel.WARNING,
                             message=f"appliance {ca.name} stays paused: {reason}")
@@ -183,7 +213,9 @@ class ProvisioningService:
             return True
         progressed = False
         for ca in cloud_request.appliances:
-            progressed |= self._pause_or_resume_step(cloud_request, ca, now)
+            if self._pause_or_resume_step(cloud_request, ca, now):
+                progressed = True
+                break  # one appliance per transaction
         busy = any(ca.step not in (ProvisionStep.RUNNING, ProvisionStep.PAUSED)
                    for ca in cloud_request.appliances)
         cloud_request.next_step_at = now if busy else cloud_request.stop
@@ -195,7 +227,7 @@ class ProvisioningService:
             if ca.appliance.state is not ApplianceState.STOPPED:
                 return False  # the resource is rebooting into idle
             self._release_resource(ca)
-            ca.step = ProvisionStep.PAUSED
+            self._move(ca, ProvisionStep.PAUSED)
             self.events.log(source="cloud", name="appliance.paused", actor=ACTOR, obj=ca,
                             message=f"appliance {ca.name} is paused; its disk is kept")
             return True
@@ -204,8 +236,8 @@ class ProvisioningService:
         try:  # being started again: the provisioning steps from placing it on
             return self._provision_step(cloud_request, ca, now)
         except NoResources as error:
-            ca.step, ca.state, ca.error = (ProvisionStep.PAUSED, CloudApplianceState.PAUSED,
-                                           str(error))
+            self._move(ca, ProvisionStep.PAUSED)
+            ca.state, ca.error = CloudApplianceState.PAUSED, str(error)
             self.events.log(source="cloud", name="appliance.start-failed", actor=ACTOR,
                             obj=ca, level=EventLevel.WARNING,
                             message=f"appliance {ca.name} stays paused: {error}")
@@ -266,7 +298,8 @@ class ProvisioningService:
         self._require(ca, ProvisionStep.RUNNING, "stop")
         self._close_run(ca, utcnow())
         self.appliances.stop(ca.appliance, actor=actor)
-        ca.step, ca.state = ProvisionStep.PAUSING, CloudApplianceState.PAUSED
+        self._move(ca, ProvisionStep.PAUSING)
+        ca.state = CloudApplianceState.PAUSED
         self.events.log(source="cloud", name="appliance.pause", actor=actor, obj=ca,
                         message=f"appliance {ca.name} pausing")
 
@@ -283,8 +316,8 @@ class ProvisioningService:
                                        mapping={"price": plain(price), "name": user.name,
                                                 "balance": plain(self.billing.balance(user))}),
                                      field="appliance_id")
-        ca.step, ca.state, ca.error = (ProvisionStep.APPLIANCE,
-                                       CloudApplianceState.PROVISIONING, "")
+        self._move(ca, ProvisionStep.APPLIANCE)
+        ca.state, ca.error = CloudApplianceState.PROVISIONING, ""
         self.events.log(source="cloud", name="appliance.resume", actor=actor, obj=ca,
                         message=f"appliance {ca.name} starting again")
 
@@ -306,7 +339,9 @@ class ProvisioningService:
         progressed = False
         try:
             for cloud_appliance in cloud_request.appliances:
-                progressed |= self._provision_step(cloud_request, cloud_appliance, now)
+                if self._provision_step(cloud_request, cloud_appliance, now):
+                    progressed = True
+                    break  # one appliance per transaction
         except NoResources as error:
             self._fail(cloud_request, str(error))
             return True
@@ -341,30 +376,30 @@ class ProvisioningService:
                 nics=cloud_request.network_cards, ha=cloud_request.ha,
                 comment=f"request {cloud_request.id} of {cloud_request.user.name}")
             ca.appliance = appliance
-            ca.step = ProvisionStep.APPLIANCE
+            self._move(ca, ProvisionStep.APPLIANCE)
         elif step is ProvisionStep.APPLIANCE:
             resource = self._place(cloud_request, ca)
             if resource is None:
                 return False  # a fitting machine is still booting: wait for its report
             self.appliances.assign_resource(ca.appliance, resource, actor=ACTOR)
             ca.resource_id = resource.id
-            ca.step = ProvisionStep.RESOURCE
+            self._move(ca, ProvisionStep.RESOURCE)
         elif step is ProvisionStep.RESOURCE:
             resource = self.db.get(Resource, ca.resource_id)
             if resource.state is not ResourceState.IDLE:
                 return False  # the VM is still booting; its report moves us on
             ca.appliance.image = self._image_for(cloud_request, ca)
-            ca.step = ProvisionStep.IMAGE
+            self._move(ca, ProvisionStep.IMAGE)
         elif step is ProvisionStep.IMAGE:
             self._assign_addresses(cloud_request, ca)
-            ca.step = ProvisionStep.ADDRESSES
+            self._move(ca, ProvisionStep.ADDRESSES)
         elif step is ProvisionStep.ADDRESSES:
             self.appliances.start(ca.appliance, actor=ACTOR)
-            ca.step = ProvisionStep.STARTING
+            self._move(ca, ProvisionStep.STARTING)
         elif step is ProvisionStep.STARTING:
             if ca.appliance.state is not ApplianceState.ACTIVE:
                 return False
-            ca.step = ProvisionStep.RUNNING
+            self._move(ca, ProvisionStep.RUNNING)
             ca.state = CloudApplianceState.ACTIVE
             if ca.active_since is not None:  # started again after a pause: a new run
                 ca.run, ca.hours_charged, ca.active_until = ca.run + 1, 0, None
@@ -440,7 +475,9 @@ class ProvisioningService:
     def _advance_teardown(self, cloud_request: CloudRequest, now: Any) -> bool:
         progressed = False
         for ca in cloud_request.appliances:
-            progressed |= self._teardown_step(ca, now)
+            if self._teardown_step(ca, now):
+                progressed = True
+                break  # one appliance per transaction
         removed = all(ca.state is CloudApplianceState.REMOVED for ca in cloud_request.appliances)
         if removed and self.calls.open_for(owner_of(cloud_request.id)):
             cloud_request.next_step_at = now  # the removals are made after this commit
@@ -455,21 +492,82 @@ class ProvisioningService:
         return progressed
 
     def _teardown_step(self, ca: CloudAppliance, now: Any) -> bool:
+        """Move ``ca`` one step along ``TEARDOWN_MOVES``; False while it waits."""
         if ca.state is CloudApplianceState.REMOVED:
             return False
-        appliance = ca.appliance
-        if ca.step in (ProvisionStep.STARTING, ProvisionStep.RUNNING):
+        step = ca.step
+        if step in (ProvisionStep.STARTING, ProvisionStep.RUNNING):
             self._close_run(ca, now)
-            self.appliances.stop(appliance, actor=ACTOR)
+            if ca.appliance is not None:
+                self.appliances.stop(ca.appliance, actor=ACTOR)
             ca.state = CloudApplianceState.DEPROVISIONING
-            ca.step = ProvisionStep.STOPPING
-            self.db.flush()
-            return True
-        if ca.step in (ProvisionStep.STOPPING, ProvisionStep.PAUSING) and appliance is not None \
-                and appliance.state is not ApplianceState.STOPPED:
-            return False  # the resource is rebooting into idle; its report moves us on
-        self._release(ca)
+            to = ProvisionStep.STOPPING
+        elif step in (ProvisionStep.STOPPING, ProvisionStep.PAUSING):
+            if ca.appliance is not None and ca.appliance.state is not ApplianceState.STOPPED:
+                return False  # the resource is rebooting into idle; its report moves us on
+            to = ProvisionStep.STOPPED
+        elif step in PROVISIONING_STEPS or step is ProvisionStep.PAUSED:
+            ca.state = CloudApplianceState.DEPROVISIONING
+            to = ProvisionStep.STOPPED  # never started, or stopped already
+        elif step is ProvisionStep.STOPPED:
+            self._release_addresses(ca)
+            to = ProvisionStep.FREED
+        elif step is ProvisionStep.FREED:
+            self._remove_appliance(ca)
+            to = ProvisionStep.UNASSIGNED
+        elif step is ProvisionStep.UNASSIGNED:
+            self._remove_clone(ca)
+            to = ProvisionStep.VOLUME_REMOVED
+        elif step is ProvisionStep.VOLUME_REMOVED:
+            self._remove_created_vm(ca)
+            ca.state = CloudApplianceState.REMOVED
+            self.events.log(source="cloud", name="appliance.removed", actor=ACTOR, obj=ca,
+                            message=f"appliance {ca.name} removed; its resources are released")
+            to = ProvisionStep.RELEASED
+        else:
+            return False
+        self._move(ca, to)
         return True
+
+    @staticmethod
+    def _move(ca: CloudAppliance, to: ProvisionStep) -> None:
+        """Take one step of the declared tables (anything else is a bug, never data)."""
+        allowed = STEP_MOVES.get(ca.step, frozenset())
+        if to not in allowed:
+            raise AssertionError(f"appliance {ca.id}: no step from {ca.step.value} to "
+                                 f"{to.value}")
+        ca.step = to
+
+    def _remove_appliance(self, ca: CloudAppliance) -> None:
+        appliance = ca.appliance
+        if appliance is None:
+            return
+        if appliance.state is not ApplianceState.STOPPED:
+            self.appliances.stop(appliance, actor=ACTOR)
+            appliance.state = ApplianceState.STOPPED
+        self.appliances.release(appliance, actor=ACTOR)
+        ca.appliance = None
+        self.db.flush()
+        self.appliances.remove(appliance, actor=ACTOR)
+
+    def _remove_clone(self, ca: CloudAppliance) -> None:
+        if ca.clone_image_id is None:
+            return
+        clone = self.db.get(Image, ca.clone_image_id)
+        ca.clone_image_id = None
+        self.db.flush()
+        if clone is not None:
+            self.datacenter.remove_image(clone, actor=ACTOR)
+
+    def _remove_created_vm(self, ca: CloudAppliance) -> None:
+        ca.resource_id = None
+        if ca.created_vm_id is None:
+            return
+        vm = self.db.get(Resource, ca.created_vm_id)
+        ca.created_vm_id = None
+        self.db.flush()
+        if vm is not None:
+            self.datacenter.remove_vm(vm, actor=ACTOR)
 
     def _close_run(self, ca: CloudAppliance, now: Any) -> None:
         """Bill every hour of the running run that started by ``now``, then stop the meter."""
@@ -495,37 +593,6 @@ class ProvisioningService:
         for address in list(self.db.scalars(select(IpAddress).where(
                 IpAddress.cloud_appliance_id == ca.id))):
             address.cloud_appliance_id = None
-
-    def _release(self, ca: CloudAppliance) -> None:
-        """Give back everything provisioning made for ``ca`` (each part once)."""
-        self._release_addresses(ca)
-        appliance = ca.appliance
-        if appliance is not None:
-            if appliance.state is not ApplianceState.STOPPED:
-                self.appliances.stop(appliance, actor=ACTOR)
-                appliance.state = ApplianceState.STOPPED
-            self.appliances.release(appliance, actor=ACTOR)
-            ca.appliance = None
-            self.db.flush()
-            self.appliances.remove(appliance, actor=ACTOR)
-        if ca.clone_image_id is not None:
-            clone = self.db.get(Image, ca.clone_image_id)
-            ca.clone_image_id = None
-            self.db.flush()
-            if clone is not None:
-                self.datacenter.remove_image(clone, actor=ACTOR)
-        if ca.created_vm_id is not None:
-            vm = self.db.get(Resource, ca.created_vm_id)
-            ca.created_vm_id = None
-            ca.resource_id = None
-            self.db.flush()
-            if vm is not None:
-                self.datacenter.remove_vm(vm, actor=ACTOR)
-        ca.step = ProvisionStep.RELEASED
-        ca.state = CloudApplianceState.REMOVED
-        self.events.log(source="cloud", name="appliance.removed", actor=ACTOR, obj=ca,
-                        message=f"appliance {ca.name} removed; its resources are released")
-        self.db.flush()
 
 
 MAX_STEPS_PER_SWEEP = 50
