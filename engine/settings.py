@@ -19,6 +19,7 @@ ENVIRONMENT_OVERRIDES = {
     "QRM_PUBLIC_URL": "qrm.public_url",
     "QRM_SCHEDULER": "qrm.scheduler",
     "QRM_SIM_BOOT_DELAY": "qrm.sim.boot_delay",
+    "QRM_SIM_STATE": "qrm.sim.state",
 }
 
 TRUTHY = {"1", "true", "yes", "on"}
