@@ -20,6 +20,7 @@ ENVIRONMENT_OVERRIDES = {
     "QRM_SCHEDULER": "qrm.scheduler",
     "QRM_SIM_BOOT_DELAY": "qrm.sim.boot_delay",
     "QRM_CLOCK": "qrm.clock",
+    "QRM_SIM_STATE": "qrm.sim.state",
 }
 
 TRUTHY = {"1", "true", "yes", "on"}

@@ -52,9 +52,12 @@ def qrm_resource_event(request: Any, resource: Any, action: str) -> None:
 
 @hookspec(firstresult=True)
 def qrm_resource_command(request: Any, resource: Any, command: str) -> bool | None:
-    """Perform ``reboot`` or ``halt`` of ``resource`` from outside (hypervisor, power switch).
-    First-result: return True if handled; None lets the engine queue the command on the resource
-    itself. Started plugins, inside the transaction."""
+    """Perform ``reboot`` or ``halt`` of a machine from outside (hypervisor, power switch).
+    ``resource`` is an ``engine.plugins.drivers.MachineRef`` (plain values: id, MAC, name,
+    kind), not a row: like a driver call, the plugin changes the world outside the database and
+    must not touch ``request.dbsession``; it may raise ``DriverError``/``HostUnreachable``.
+    First-result: return True if handled; None lets the engine use the VM's driver or queue
+    the command on the resource itself. Started plugins."""
 
 
 @hookspec

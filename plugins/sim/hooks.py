@@ -6,16 +6,11 @@ from typing import Any
 
 from sqlalchemy import select
 
-from engine.datacenter.models import Resource, VirtualizationKind, VirtualizationType
+from engine.datacenter.models import VirtualizationKind, VirtualizationType
 from engine.datacenter.services import DatacenterService
 from engine.plugins.hookspecs import hookimpl
-from plugins.sim.drivers import (
-    SimStorageDriver,
-    SimVirtualizationDriver,
-    begin_boot,
-    power_off,
-)
-from plugins.sim.models import SimMachine
+from plugins.sim import inventory
+from plugins.sim.drivers import SimPowerSwitch, SimStorageDriver, SimVirtualizationDriver
 from plugins.sim.monitor import run_monitor
 
 PLUGIN_NAME = "sim"
@@ -31,8 +26,9 @@ def qrm_plugin_info() -> dict[str, str]:
     return {
         "name": PLUGIN_NAME,
         "type": "virtualization",
-        "description": "Simulated datacenter: hosts, VMs and network storage kept in the "
-                       "database, for demonstrations and tests",
+        "description": "Simulated datacenter: hosts, VMs, physical machines and network "
+                       "storage kept in a state file of their own, for demonstrations and "
+                       "tests",
     }
 
 
@@ -85,24 +81,38 @@ def qrm_virtualization_drivers(request: Any) -> list[Any]:
 
 
 @hookimpl
+def qrm_resource_event(request: Any, resource: Any, action: str) -> None:
+    """A simulated host added to the engine is a box that exists: register it in the
+    simulated datacenter with the resource's CPUs and memory, unless it is there already."""
+    if action != "add" or _kind(resource) != VirtualizationKind.HOST.value:
+        return
+    vtype = getattr(resource, "virtualization_type", None)
+    if getattr(vtype, "name", vtype) != HOST_TYPE:
+        return
+    inventory.ensure_host(request.registry.settings, resource.mac, resource.cpus or 0,
+                          resource.memory_mb or 0, name=resource.name or "")
+
+
+def _kind(resource: Any) -> Any:
+    kind = getattr(resource, "kind", None)
+    return getattr(kind, "value", kind)
+
+
+@hookimpl
 def qrm_resource_command(request: Any, resource: Any, command: str) -> bool | None:
-    """Reboot or halt a simulated physical machine through its (simulated) power switch.
-    VMs go through the virtualization driver, everything else through the command queue."""
-    if resource.kind is not VirtualizationKind.PHYSICAL or command not in ("reboot", "halt"):
+    """Reboot or halt a simulated physical machine (``resource``: a ``MachineRef``, known by
+    its MAC) through its simulated power switch. VMs go through the virtualization driver,
+    everything else through the command queue (None)."""
+    if command not in ("reboot", "halt"):
         return None
-    machine = _sim_machine(request, resource)
-    if machine is None:
+    switch = SimPowerSwitch(request)
+    if not switch.knows(resource.mac):
         return None
     if command == "reboot":
-        begin_boot(request, machine)
+        switch.reboot(resource)
     else:
-        power_off(machine)
-    request.dbsession.flush()
+        switch.halt(resource)
     return True
-
-
-def _sim_machine(request: Any, resource: Resource) -> SimMachine | None:
-    return request.dbsession.get(SimMachine, resource.id)
 
 
 @hookimpl
