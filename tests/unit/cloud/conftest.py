@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -37,3 +38,16 @@ def request_values(**overrides: Any) -> dict[str, Any]:
     }
     values.update(overrides)
     return values
+
+
+@pytest.fixture
+def engine_clock(tmp_path: Any) -> Iterator[Any]:
+    """The engine's clock, movable: ``engine_clock.advance(seconds)``."""
+    from engine import clock
+
+    movable = clock.OffsetClock(tmp_path / "clock")
+    previous = clock.use(movable)
+    try:
+        yield movable
+    finally:
+        clock.use(previous)
