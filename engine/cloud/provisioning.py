@@ -516,9 +516,13 @@ class ProvisioningService:
             self._remove_appliance(ca)
             to = ProvisionStep.UNASSIGNED
         elif step is ProvisionStep.UNASSIGNED:
+            if ca.clone_image_id and self.calls.pending_about("image", ca.clone_image_id):
+                return False  # its export is being locked: then it goes
             self._remove_clone(ca)
             to = ProvisionStep.VOLUME_REMOVED
         elif step is ProvisionStep.VOLUME_REMOVED:
+            if ca.created_vm_id and self.calls.pending_about("resource", ca.created_vm_id):
+                return False  # a power action on it is still to be made
             self._remove_created_vm(ca)
             ca.state = CloudApplianceState.REMOVED
             self.events.log(source="cloud", name="appliance.removed", actor=ACTOR, obj=ca,

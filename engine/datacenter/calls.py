@@ -159,6 +159,16 @@ class CallService:
                                      DriverCall.state != CallState.DONE)
             .order_by(DriverCall.id)))
 
+    def pending_about(self, kind: str, row_id: int) -> list[DriverCall]:
+        """Pending calls about row ``row_id`` of ``kind`` (``image``, ``resource``), whoever
+        owns them: what must be done before the row's object is removed."""
+        marker = f":{kind}:{row_id}"
+        return list(self.db.scalars(
+            select(DriverCall).where(DriverCall.state == CallState.PENDING,
+                                     DriverCall.key.like(f"%{marker}")
+                                     | DriverCall.key.like(f"%{marker}:%"))
+            .order_by(DriverCall.id)))
+
     def retry(self, call: DriverCall) -> None:
         """A failed call is made again (an admin's Retry)."""
         if call.state is CallState.FAILED:

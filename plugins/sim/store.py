@@ -27,9 +27,10 @@ import os
 import pathlib
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator, Mapping
 from typing import Any
+
+from engine import clock
 
 #: setting and environment variable naming the state file
 STATE_SETTING = "qrm.sim.state"
@@ -200,8 +201,8 @@ def _settings_of(where: Any) -> Mapping[str, Any] | None:
 
 
 def now() -> float:
-    """The store's clock: epoch seconds."""
-    return time.time()
+    """The store's clock: the engine's clock (``engine.clock``), as epoch seconds."""
+    return clock.now().timestamp()
 
 
 
