@@ -246,7 +246,7 @@ def _effect(registry: Any, claimed: Claimed) -> Any:
         if claimed.operation == POWER:
             handled = relay.qrm_resource_command(
                 request=request, resource=MachineRef(**claimed.target), command=args["command"])
-            return {"handled": any(handled)}
+            return {"handled": bool(handled)}  # firstresult: the first plugin that did it
         driver = _driver(relay, request, claimed)
         if claimed.operation in VM_OPERATIONS:
             host = HostRef(**claimed.target)

@@ -25,18 +25,21 @@ from engine.datacenter.models import (
     Image,
     Resource,
     ResourceState,
+    Storage,
     VirtualizationKind,
 )
-from engine.datacenter.services import DatacenterService
-from engine.db import utcnow
-from engine.errors import DriverError
-from plugins.sim.models import SimHost, SimMachine, SimVolume
+from plugins.sim import faults, inventory
 from tests.conftest import commit, run_jobs
 from tests.unit.cloud.conftest import request_values
 
 
 def count(db, model, *where) -> int:
     return db.scalar(select(func.count()).select_from(model).where(*where))
+
+
+def volumes(cloud) -> list:
+    storage = cloud.request.dbsession.scalar(select(Storage).order_by(Storage.id))
+    return inventory.volumes(None, storage.name)
 
 
 def provision(cloud, **overrides):
@@ -54,7 +57,7 @@ def test_whole_life_cycle_provisions_charges_and_releases_everything(cloud):
     balance = cloud.users.billing.balance(cloud.demo)
     vms_before = count(db, Resource, Resource.kind == VirtualizationKind.VM)
     images_before = count(db, Image)
-    volumes_before = count(db, SimVolume)
+    volumes_before = len(volumes(cloud))
 
     cloud_request = provision(cloud, network_cards=2)
 
@@ -68,9 +71,10 @@ def test_whole_life_cycle_provisions_charges_and_releases_everything(cloud):
     assert appliance.resource.kind is VirtualizationKind.VM  # no idle sim-vm: one was made
     assert appliance.image.origin_id == cloud_request.image_id  # clone-on-deploy
     assert [a.address for a in cloud_appliance.addresses] == ["192.0.2.10", "192.0.2.11"]
-    volume = db.scalar(select(SimVolume).where(SimVolume.root_device ==
-                                               appliance.image.root_device))
-    assert volume.authorized_resource_id == appliance.resource.id
+    (volume,) = [v for v in volumes(cloud) if v.root_device == appliance.image.root_device]
+    assert volume.authorized_id == appliance.resource.id
+    (vm,) = inventory.vms()
+    assert vm.macs == (appliance.resource.mac, vm.macs[1])  # one MAC per network card
     # the first hour is charged when the appliance becomes active
     ledger = cloud.request.find_service(LedgerService)
     (charge,) = [e for e in ledger.transactions(cloud.demo) if e.period_start is not None]
@@ -89,8 +93,8 @@ def test_whole_life_cycle_provisions_charges_and_releases_everything(cloud):
     assert count(db, Appliance) == 0
     assert count(db, Resource, Resource.kind == VirtualizationKind.VM) == vms_before
     assert count(db, Image) == images_before
-    assert count(db, SimVolume) == volumes_before
-    assert count(db, SimMachine, SimMachine.host_id.is_not(None)) == 0
+    assert len(volumes(cloud)) == volumes_before
+    assert inventory.vms() == []
     assert count(db, IpAddress, IpAddress.cloud_appliance_id.is_not(None)) == 0
     assert cloud.users.usage(cloud.demo)["resources"] == 0
     # nothing more was charged for the deprovisioned hour
@@ -116,15 +120,17 @@ def test_idle_physical_resource_is_used_and_returned(cloud):
 def test_capacity_exhaustion_ends_no_resources_with_nothing_leaked(cloud):
     db = cloud.request.dbsession
     vms_before = count(db, Resource, Resource.kind == VirtualizationKind.VM)
-    volumes_before = count(db, SimVolume)
-    for host in db.scalars(select(SimHost)):
+    volumes_before = len(volumes(cloud))
+    for host in db.scalars(select(Resource).where(Resource.kind == VirtualizationKind.HOST)):
         host.cpus = 8  # two hosts of 8 CPUs: four 4-CPU VMs fit, the fifth does not
+        inventory.register_host(None, host.mac, 8, host.memory_mb)
     cloud_request = provision(cloud, cpus=4, memory_mb=2048, quantity=5)
     assert cloud_request.status is RequestStatus.NO_RESOURCES
     assert "room" in cloud_request.status_reason
     assert all(ca.state is CloudApplianceState.REMOVED for ca in cloud_request.appliances)
     assert count(db, Resource, Resource.kind == VirtualizationKind.VM) == vms_before
-    assert count(db, SimVolume) == volumes_before
+    assert len(volumes(cloud)) == volumes_before
+    assert inventory.vms() == []
     assert count(db, Appliance) == 0
     assert cloud.users.usage(cloud.demo)["resources"] == 0
 
@@ -135,38 +141,27 @@ def test_no_idle_physical_system_ends_no_resources(cloud):
     assert count(cloud.request.dbsession, Appliance) == 0
 
 
-def test_interrupted_step_is_resumed_without_duplicates(cloud, monkeypatch):
+def test_interrupted_step_is_resumed_without_duplicates(cloud, engine_clock):
     db = cloud.request.dbsession
+    # the storage makes the clone, and then the connection to it is lost
+    faults.fail("clone_volume", when="after")
     cloud_request = cloud.requests.submit(actor=cloud.user_actor, **request_values())
     cloud.requests.approve(cloud_request.id, actor=cloud.admin)
-    # the image step fails once after the storage already made the clone (a crash)
-    datacenter_clone = DatacenterService.clone_image
-    calls = []
-
-    def crashing_clone(self, image, **kw):
-        clone = datacenter_clone(self, image, **kw)
-        calls.append(clone.name)
-        if len(calls) == 1:
-            raise DriverError("connection to the storage lost")
-        return clone
-
-    monkeypatch.setattr(DatacenterService, "clone_image", crashing_clone)
     commit(cloud.request)
     run_jobs(cloud.request.registry)
     db.expire_all()
     failed = db.get(CloudRequest, cloud_request.id)
     assert failed.status is RequestStatus.APPROVED  # retried later, not at every sweep
-    assert failed.next_step_at > utcnow()
-    failed.next_step_at = utcnow()  # ... a minute later
-    commit(cloud.request)
+    assert failed.next_step_at > engine_clock.now()
+    engine_clock.advance(61)  # a minute later
     run_jobs(cloud.request.registry)
     db.expire_all()
     cloud_request = db.get(CloudRequest, cloud_request.id)
     assert cloud_request.status is RequestStatus.ACTIVE
-    assert len(calls) == 2  # the failed step ran again
+    assert len(faults.calls("clone_volume")) == 2  # the failed call was made again
     assert count(db, Resource, Resource.kind == VirtualizationKind.VM) == 1
     assert count(db, Image, Image.is_master.is_(False)) == 1
-    assert count(db, SimVolume, SimVolume.name == calls[0]) == 1
+    assert len([v for v in volumes(cloud) if v.kind == "clone"]) == 1
     assert count(db, CloudAppliance) == 1
     assert count(db, LedgerEntry, LedgerEntry.period_start.is_not(None)) == 1
 
@@ -182,7 +177,7 @@ def test_step_resumes_from_persisted_step_after_restart(cloud):
         service = cloud.request.find_service(ProvisioningService)
         assert service.advance(cloud_request.id)  # creates the cloud appliance rows
         assert service.advance(cloud_request.id)  # engine appliance
-        assert service.advance(cloud_request.id)  # VM created
+        assert service.advance(cloud_request.id)  # VM placed; it is made after the commit
         commit(cloud.request)
     finally:
         cloud.request.registry["qrm.kicker"].running = False

@@ -259,32 +259,6 @@ def test_a_host_refusing_for_lack_of_room_ends_no_resources_with_nothing_left(cl
     assert charges(cloud) == 0
 
 
-def test_the_engine_gives_up_after_repeated_failures_until_an_admin_retries(cloud,
-                                                                          engine_clock):
-    from engine.cloud.provisioning import MAX_FAILED_ATTEMPTS, ProvisioningService, retry_delay
-
-    faults.fail("create_vm", times=MAX_FAILED_ATTEMPTS)
-    request_id = submit(cloud)
-    settle(cloud, rounds=2)
-    for attempt in range(1, MAX_FAILED_ATTEMPTS):
-        engine_clock.advance(retry_delay(attempt).total_seconds() + 1)
-        settle(cloud, rounds=2)
-    row = request_row(cloud, request_id)
-    assert row.status is RequestStatus.APPROVED
-    assert row.failed_attempts == MAX_FAILED_ATTEMPTS
-    assert row.next_step_at is None
-    assert "retry" in cloud.requests.allowed_actions(row, actor=cloud.admin)
-    assert len(faults.calls("create_vm")) == MAX_FAILED_ATTEMPTS
-    engine_clock.advance(3600)
-    settle(cloud, rounds=2)
-    assert len(faults.calls("create_vm")) == MAX_FAILED_ATTEMPTS  # it waits for the admin
-    cloud.request.find_service(ProvisioningService).retry(request_id, actor=cloud.admin)
-    commit(cloud.request)
-    settle(cloud)
-    assert_provisioned_once(cloud, request_id)
-    assert request_row(cloud, request_id).failed_attempts == 0
-
-
 # -- reconciliation -------------------------------------------------------------------------
 def host_mac(cloud: Any) -> str:
     return inventory.hosts()[0].mac
