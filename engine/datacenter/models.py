@@ -87,6 +87,8 @@ class Image(Base):
     """A root filesystem on a storage: a master (golden) image, a clone of one, or private."""
 
     __tablename__ = "image"
+    #: ids name VMs and volumes: never handed out twice, on SQLite either
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), unique=True)
@@ -121,6 +123,8 @@ class Resource(Base):
     """A bootable machine known by its MAC: physical, a hypervisor host, or a VM."""
 
     __tablename__ = "resource"
+    #: ids name VMs and volumes: never handed out twice, on SQLite either
+    __table_args__ = {"sqlite_autoincrement": True}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), default="")

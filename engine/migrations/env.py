@@ -41,6 +41,22 @@ def _run(connection) -> None:
         context.run_migrations()
 
 
+def _run_sqlite(connection) -> None:
+    """SQLite rebuilds a table to change it ("batch" migrations): with foreign keys enforced,
+    dropping the old copy would delete (or refuse for) the rows that refer to it. So they are
+    switched off for the migration (possible only outside a transaction) and every reference
+    is checked afterwards."""
+    raw = connection.connection.dbapi_connection
+    raw.execute("PRAGMA foreign_keys=OFF")
+    try:
+        _run(connection)
+        broken = raw.execute("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise RuntimeError(f"the migration left broken references: {broken[:5]}")
+    finally:
+        raw.execute("PRAGMA foreign_keys=ON")
+
+
 def run_migrations_online() -> None:
     connection = config.attributes.get("connection")
     if connection is not None:
@@ -48,7 +64,10 @@ def run_migrations_online() -> None:
         return
     engine = get_engine(_settings(), poolclass=pool.NullPool)
     with engine.connect() as connection:
-        _run(connection)
+        if engine.dialect.name == "sqlite":
+            _run_sqlite(connection)
+        else:
+            _run(connection)
 
 
 if context.is_offline_mode():

@@ -57,6 +57,15 @@ def upgrade() -> None:
         sa.Column('seq', sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint('job_id', name=op.f('pk_job_wakeup')),
     )
+    if op.get_bind().dialect.name == "sqlite":
+        # Row ids name VMs and volumes (qrm-vm-<id>) and key driver calls: SQLite must never
+        # hand out the id of a deleted row again (PostgreSQL and MariaDB never do).
+        for table in ('resource', 'image'):
+            with op.batch_alter_table(
+                    table, recreate='always', table_kwargs={'sqlite_autoincrement': True},
+                    reflect_args=[sa.Column('id', sa.Integer(), primary_key=True,
+                                            autoincrement=True)]):
+                pass
     with op.batch_alter_table('resource', schema=None) as batch_op:
         batch_op.add_column(sa.Column('power_seq', sa.Integer(), nullable=False,
                                       server_default='0'))
