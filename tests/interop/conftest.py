@@ -104,12 +104,15 @@ def read(server: Any, func: Any) -> Any:
 
 
 @contextlib.contextmanager
-def serve(settings: dict[str, Any], url: str) -> Iterator[types.SimpleNamespace]:
-    """Serve the app over the database at ``url`` (migrated from scratch) until the block
-    ends; PostgreSQL and MariaDB databases are rebuilt afterwards for the tests after."""
+def serve(settings: dict[str, Any], url: str, sim_state: pathlib.Path
+          ) -> Iterator[types.SimpleNamespace]:
+    """Serve the app over the database at ``url`` (migrated from scratch), with its own
+    simulated datacenter in ``sim_state``, until the block ends; PostgreSQL and MariaDB
+    databases are rebuilt afterwards for the tests after."""
     engine = get_engine({"sqlalchemy.url": url})
     migrate(engine, fresh=not url.startswith("sqlite"))
-    config = make_config(dict(settings, **{"sqlalchemy.url": url}))
+    config = make_config(dict(settings, **{"sqlalchemy.url": url,
+                                           "qrm.sim.state": str(sim_state)}))
     config.registry["dbsession_factory"] = get_session_factory(engine)
     config.commit()
     registry = config.registry
@@ -141,9 +144,9 @@ def api_server(app_settings: dict[str, Any], db_url: str,
     """The app with the demo loaded, served for the whole test module: ``url``,
     ``registry``, ``password`` (of ``admin`` and ``demo``), ``run_jobs()``."""
     url = db_url
+    directory: pathlib.Path = tmp_path_factory.mktemp("interop")
     if db_url.startswith("sqlite"):
-        directory: pathlib.Path = tmp_path_factory.mktemp("interop")
         url = f"sqlite:///{directory / 'api.sqlite'}"
     # app_settings carry cheap argon2 costs: every API call verifies a password
-    with serve(app_settings, url) as server:
+    with serve(app_settings, url, directory / "sim-datacenter.sqlite") as server:
         yield server
