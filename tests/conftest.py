@@ -145,6 +145,21 @@ def commit(request: Any) -> None:
     request.tm.begin()
 
 
+@pytest.fixture(autouse=True)
+def sim_state(request: pytest.FixtureRequest, tmp_path: pathlib.Path,
+              monkeypatch: pytest.MonkeyPatch) -> pathlib.Path:
+    """Every test its own simulated datacenter: the ``sim`` plugin's state file (which does
+    not roll back with the test's transaction) under ``tmp_path``. ``QRM_SIM_STATE`` reaches
+    every app configured during the test (``committing_registry``, ``live_server``, the CLI);
+    the session's app was configured once, so its settings are pointed there too."""
+    path = tmp_path / "sim-datacenter.sqlite"
+    monkeypatch.setenv("QRM_SIM_STATE", str(path))
+    if "app_config" in request.fixturenames:
+        settings = request.getfixturevalue("app_config").registry.settings
+        monkeypatch.setitem(settings, "qrm.sim.state", str(path))
+    return path
+
+
 @pytest.fixture
 def admin_actor() -> Actor:
     return Actor.admin("root-admin", None)
