@@ -200,6 +200,21 @@ def vanish_volume(where: Any, root_device: str) -> bool:
     return True
 
 
+def format_storage(where: Any, storage: Any) -> int:
+    """Delete every volume of ``storage`` (a new, empty disk array); returns how many there
+    were."""
+    with open_store(where).write() as db:
+        # clones first: they refer to their origins
+        removed = 0
+        while True:
+            gone = db.execute("DELETE FROM volume WHERE storage = ? AND id NOT IN (SELECT "
+                              "origin_id FROM volume WHERE origin_id IS NOT NULL)",
+                              (_storage_name(storage),)).rowcount
+            if not gone:
+                return removed
+            removed += gone
+
+
 def _storage_name(storage: Any) -> str:
     return storage if isinstance(storage, str) else str(storage.name)
 
@@ -219,7 +234,7 @@ def _settings(where: Any) -> Any:
 
 
 __all__ = [
-    "ensure_host", "hosts", "machine_by_mac", "physical_machines", "plant_vm", "plant_volume",
-    "register_host", "register_physical", "set_power", "vanish_vm", "vanish_volume", "vm",
-    "vms", "volume", "volumes",
+    "ensure_host", "format_storage", "hosts", "machine_by_mac", "physical_machines", "plant_vm",
+    "plant_volume", "register_host", "register_physical", "set_power", "vanish_vm",
+    "vanish_volume", "vm", "vms", "volume", "volumes",
 ]

@@ -112,3 +112,16 @@ def test_demo_machines_report_idle_after_their_boot(sim, admin_actor):
     assert machine.state is ResourceState.IDLE
     assert by_name(sim, "sim-physical-2").state is ResourceState.IDLE
     assert by_name(sim, "sim-host-1").state is ResourceState.ACTIVE
+
+
+def test_a_new_demo_formats_the_demo_storage_of_an_earlier_database(sim, settings,
+                                                                    admin_actor):
+    golden = inventory.plant_volume(settings, "sim-storage-1", "debian-12", size_mb=4000)
+    inventory.plant_volume(settings, "sim-storage-1", "qrm-img-1", size_mb=1, origin=golden)
+    inventory.plant_volume(settings, "elsewhere", "kept", size_mb=1)
+
+    build_datacenter(sim, actor=admin_actor)
+
+    assert [v.name for v in inventory.volumes(settings, "sim-storage-1")] == [
+        "debian-12", "ubuntu-24.04"]
+    assert len(inventory.volumes(settings, "elsewhere")) == 1
