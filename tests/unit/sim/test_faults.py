@@ -149,3 +149,27 @@ def test_faults_reach_other_processes_through_the_state_file(vm_driver, host, si
 
     with pytest.raises(DriverError):
         vm_driver.create_vm(host, spec())
+
+
+def test_the_call_log_keeps_the_newest_calls(vm_driver, host, monkeypatch):
+    monkeypatch.setattr(faults, "CALL_LOG_SIZE", 3)
+    for name in ("a", "b", "c", "d", "e"):
+        vm_driver.stop_vm(host, name)
+
+    assert [call.args["name"] for call in faults.calls()] == ["c", "d", "e"]
+
+
+def test_a_locked_state_file_is_a_driver_error(vm_driver, host, sim_state, monkeypatch):
+    import sqlite3
+
+    from plugins.sim import store
+
+    monkeypatch.setattr(store, "BUSY_TIMEOUT", 0.05)
+    locker = sqlite3.connect(sim_state, isolation_level=None)
+    try:
+        locker.execute("BEGIN IMMEDIATE")
+        with pytest.raises(DriverError, match="database is locked"):
+            vm_driver.list_vms(host)
+    finally:
+        locker.close()
+    assert vm_driver.list_vms(host) == []
