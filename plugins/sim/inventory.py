@@ -13,6 +13,7 @@ MACs are normalised (lower case, colons).
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from engine.datacenter.models import normalize_mac
@@ -220,17 +221,11 @@ def _storage_name(storage: Any) -> str:
 
 
 def _ready_at(where: Any, *, booted: bool) -> float:
-    if booted:
+    """When a machine switched on now is up: the boot delay of ``where``'s settings (a bare
+    path or ``Store`` has none: at once)."""
+    if booted or where is None or isinstance(where, str | os.PathLike | state.Store):
         return state.now()
-    settings = _settings(where)
-    return state.now() + (boot_delay(settings) if settings is not None else 0.0)
-
-
-def _settings(where: Any) -> Any:
-    if where is None or isinstance(where, str | state.Store) or hasattr(where, "__fspath__"):
-        return None
-    return where if hasattr(where, "get") else getattr(
-        getattr(where, "registry", where), "settings", None)
+    return state.now() + boot_delay(state.settings_of(where) or {})
 
 
 __all__ = [
