@@ -28,7 +28,7 @@ REQUESTS = 50
 TARGETS = {"provision_s": 30.0, "charge_s": 10.0, "peak_mb": 200.0}
 
 
-def _registry(url: str) -> Any:
+def _registry(url: str, folder: str) -> Any:
     from alembic import command
     from alembic.config import Config
 
@@ -38,7 +38,8 @@ def _registry(url: str) -> Any:
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, "head")
     config = make_config({"sqlalchemy.url": url, "qrm.session_secret": "bench",
-                          "qrm.sim.boot_delay": "0", "qrm.kick": "none"})
+                          "qrm.sim.boot_delay": "0", "qrm.kick": "none",
+                          "qrm.sim.state": os.path.join(folder, "sim-datacenter.sqlite")})
     config.registry["dbsession_factory"] = get_session_factory(engine)
     config.commit()
     config.registry["qrm.kicker"] = NullKicker()
@@ -47,14 +48,16 @@ def _registry(url: str) -> Any:
 
 def _prepare(request: Any) -> None:
     from engine.cloud.config import CloudConfigService
-    from plugins.sim.models import SimHost
+    from plugins.sim import inventory
 
     load_demo(request)
     from engine.datacenter.models import Resource
 
-    for host in request.dbsession.scalars(select(SimHost)):
-        host.cpus, host.memory_mb = 1000, 1_000_000
-        resource = request.dbsession.get(Resource, host.resource_id)
+    settings = request.registry.settings
+    for host in inventory.hosts(settings):
+        inventory.register_host(settings, host.mac, 1000, 1_000_000)
+        resource = request.dbsession.scalars(select(Resource).where(
+            Resource.mac == host.mac)).one()
         resource.cpus, resource.memory_mb = 1000, 1_000_000
     from engine.datacenter.models import Storage
 
@@ -106,7 +109,7 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory() as folder:
         url = os.environ.get("QRM_BENCH_DATABASE_URL") or f"sqlite:///{folder}/bench.sqlite"
-        registry = _registry(url)
+        registry = _registry(url, folder)
         run_in_transaction(registry, _prepare)
         run_in_transaction(registry, _submit)
         tracemalloc.start()

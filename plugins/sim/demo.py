@@ -47,10 +47,11 @@ IMAGE_SIZE_MB = 4000
 def build_datacenter(request: Any, *, actor: Actor) -> dict[str, Any]:
     """Build the demo datacenter (enabling and starting the ``sim`` plugin if needed).
 
-    Idempotent: when the storage ``sim-storage-1`` exists no row is added and the existing
-    datacenter is described; its hosts, physical machines and master volumes are registered
-    in the simulated datacenter again if they are missing there (a state file deleted to
-    start afresh). Returns the names of hosts, machines, storage, kernels and images, and
+    Building it formats the simulated storage ``sim-storage-1`` first (an earlier database's
+    volumes are gone). Idempotent: when the storage ``sim-storage-1`` exists no row is added
+    and the existing datacenter is described; its hosts, physical machines and master volumes
+    are registered in the simulated datacenter again if they are missing there (a state file
+    deleted to start afresh). Returns the names of hosts, machines, storage, kernels and images, and
     ``created`` (whether this call built it).
     """
     db = request.dbsession
@@ -59,6 +60,10 @@ def build_datacenter(request: Any, *, actor: Actor) -> dict[str, Any]:
         _register_existing(request)
         return _describe(request, storage, created=False)
     _start_plugin(request, actor)
+    # A new engine database (no demo storage yet) gets a freshly formatted demo storage:
+    # volumes left in the state file by an earlier database would collide with the names
+    # the engine derives from its new row ids.
+    inventory.format_storage(request.registry.settings, STORAGE_NAME)
     for name, cpus, memory_mb in HOSTS:
         add_host(request, name, cpus=cpus, memory_mb=memory_mb, actor=actor)
     for name, cpus, memory_mb, nics in PHYSICAL_MACHINES:

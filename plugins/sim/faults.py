@@ -44,6 +44,8 @@ ERRORS: dict[str, type[DriverError] | type[CapacityError]] = {
     "driver": DriverError, "capacity": CapacityError, "unreachable": HostUnreachable,
 }
 PHASES = ("before", "after")
+#: how many driver calls the log keeps
+CALL_LOG_SIZE = 10_000
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,11 +130,22 @@ def target_key(target: Any) -> str:
 def perform(store: Store, op: str, target: str, args: dict[str, Any],
             effect: Callable[[sqlite3.Connection], T]) -> T:
     """Make one simulated call: log it, honour the switches, run ``effect`` in a write
-    transaction of its own, record the outcome."""
+    transaction of its own, record the outcome. Trouble with the state file itself (locked
+    for too long, unreadable) is a ``DriverError``, as a backend's own trouble would be."""
+    try:
+        return _perform(store, op, target, args, effect)
+    except sqlite3.Error as error:
+        raise DriverError(f"simulated datacenter state {store.path}: {error}") from error
+
+
+def _perform(store: Store, op: str, target: str, args: dict[str, Any],
+             effect: Callable[[sqlite3.Connection], T]) -> T:
     with store.write() as db:
         call_id = db.execute(
             "INSERT INTO call (op, target, args, at) VALUES (?, ?, ?, ?)",
             (op, target, json.dumps(args, default=str, sort_keys=True), now())).lastrowid
+        # a long-running instance keeps only the newest calls
+        db.execute("DELETE FROM call WHERE id <= ?", (call_id - CALL_LOG_SIZE,))
         blocked = db.execute("SELECT 1 FROM unreachable WHERE target = ?",
                              (target,)).fetchone() is not None
         fault = None if blocked else _due_fault(db, op, target)

@@ -117,7 +117,7 @@ def qrm_resource_command(request: Any, resource: Any, command: str) -> bool | No
 
 @hookimpl
 def qrm_monitor(request: Any) -> None:
-    """Complete due boots and report every running simulated machine and host."""
+    """Report every booted simulated machine and every running simulated host."""
     run_monitor(request)
 
 

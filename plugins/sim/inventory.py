@@ -13,6 +13,7 @@ MACs are normalised (lower case, colons).
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from engine.datacenter.models import normalize_mac
@@ -200,26 +201,35 @@ def vanish_volume(where: Any, root_device: str) -> bool:
     return True
 
 
+def format_storage(where: Any, storage: Any) -> int:
+    """Delete every volume of ``storage`` (a new, empty disk array); returns how many there
+    were."""
+    with open_store(where).write() as db:
+        # clones first: they refer to their origins
+        removed = 0
+        while True:
+            gone = db.execute("DELETE FROM volume WHERE storage = ? AND id NOT IN (SELECT "
+                              "origin_id FROM volume WHERE origin_id IS NOT NULL)",
+                              (_storage_name(storage),)).rowcount
+            if not gone:
+                return removed
+            removed += gone
+
+
 def _storage_name(storage: Any) -> str:
     return storage if isinstance(storage, str) else str(storage.name)
 
 
 def _ready_at(where: Any, *, booted: bool) -> float:
-    if booted:
+    """When a machine switched on now is up: the boot delay of ``where``'s settings (a bare
+    path or ``Store`` has none: at once)."""
+    if booted or where is None or isinstance(where, str | os.PathLike | state.Store):
         return state.now()
-    settings = _settings(where)
-    return state.now() + (boot_delay(settings) if settings is not None else 0.0)
-
-
-def _settings(where: Any) -> Any:
-    if where is None or isinstance(where, str | state.Store) or hasattr(where, "__fspath__"):
-        return None
-    return where if hasattr(where, "get") else getattr(
-        getattr(where, "registry", where), "settings", None)
+    return state.now() + boot_delay(state.settings_of(where) or {})
 
 
 __all__ = [
-    "ensure_host", "hosts", "machine_by_mac", "physical_machines", "plant_vm", "plant_volume",
-    "register_host", "register_physical", "set_power", "vanish_vm", "vanish_volume", "vm",
-    "vms", "volume", "volumes",
+    "ensure_host", "format_storage", "hosts", "machine_by_mac", "physical_machines", "plant_vm",
+    "plant_volume", "register_host", "register_physical", "set_power", "vanish_vm",
+    "vanish_volume", "vm", "vms", "volume", "volumes",
 ]

@@ -180,7 +180,7 @@ def state_path(where: Any = None) -> pathlib.Path:
         return where.path
     if isinstance(where, str | os.PathLike):
         return pathlib.Path(where)
-    settings = _settings_of(where)
+    settings = settings_of(where)
     value = settings.get(STATE_SETTING) if settings is not None else None
     return pathlib.Path(value or os.environ.get(STATE_ENVIRONMENT) or DEFAULT_STATE)
 
@@ -190,7 +190,8 @@ def open_store(where: Any = None) -> Store:
     return where if isinstance(where, Store) else Store(state_path(where))
 
 
-def _settings_of(where: Any) -> Mapping[str, Any] | None:
+def settings_of(where: Any) -> Mapping[str, Any] | None:
+    """The settings mapping of a mapping, a registry or a request (None: None)."""
     if where is None or isinstance(where, Mapping):
         return where
     registry = getattr(where, "registry", where)  # a request, or the registry itself

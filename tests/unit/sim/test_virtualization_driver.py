@@ -1,25 +1,25 @@
-"""The simulated hypervisor: VMs on hosts with limited CPUs and memory, power and boots."""
+"""The simulated hypervisor: VMs by name on registered hosts with limited CPUs and memory,
+power and boots, all in the sim's own state."""
 
 from __future__ import annotations
 
-import datetime as dt
-
 import pytest
 
-from engine.datacenter.models import Resource, VirtualizationKind
-from engine.db import utcnow
-from engine.errors import CapacityError, DriverError
-from engine.plugins.drivers import VirtualizationDriver
-from plugins.sim.models import SimMachine
-from tests.unit.sim.conftest import count
+from engine.errors import CapacityError, DriverError, ValidationError
+from engine.plugins.drivers import (
+    HostRef,
+    HostUnreachable,
+    VirtualizationDriver,
+    VmInfo,
+    VmSpec,
+)
+from plugins.sim import inventory
+from plugins.sim.store import now
+from tests.unit.sim.conftest import new_mac, spec
 
 
-def machine(request, resource: Resource) -> SimMachine:
-    return request.dbsession.get(SimMachine, resource.id)
-
-
-def vms(request) -> int:
-    return count(request, Resource, Resource.kind == VirtualizationKind.VM)
+def the_vm(settings, name="qrm-vm-1"):
+    return inventory.vm(settings, name)
 
 
 def test_driver_implements_the_virtualization_driver_protocol(vm_driver):
@@ -27,180 +27,204 @@ def test_driver_implements_the_virtualization_driver_protocol(vm_driver):
     assert vm_driver.vm_type == "sim-vm"
 
 
-def test_create_vm_powers_on_a_booting_machine_on_the_host(sim, vm_driver, make_host,
-                                                           make_vm_row):
-    host = make_host("host")
-    vm = make_vm_row(host)
+def test_create_vm_powers_on_a_booting_vm_on_the_host(settings, vm_driver, host):
+    macs = (new_mac(), new_mac())
 
-    vm_driver.create_vm(host, vm, disk_mb=5000)
+    vm_driver.create_vm(host, spec(cpus=2, memory_mb=2048, macs=macs, disk_mb=5000))
 
-    created = machine(sim, vm)
-    assert (created.host_id, created.powered, created.disk_mb) == (host.id, True, 5000)
-    assert created.boot_ready_at <= utcnow()  # boot delay 0 in the tests
-
-
-def test_create_vm_boot_takes_the_configured_delay(sim, vm_driver, make_host, make_vm_row,
-                                                   monkeypatch):
-    monkeypatch.setitem(sim.registry.settings, "qrm.sim.boot_delay", "60")
-    host = make_host("host")
-    vm = make_vm_row(host)
-
-    vm_driver.create_vm(host, vm, disk_mb=0)
-
-    remaining = machine(sim, vm).boot_ready_at - utcnow()
-    assert dt.timedelta(seconds=58) < remaining <= dt.timedelta(seconds=60)
+    created = the_vm(settings)
+    assert (created.host_mac, created.powered, created.macs, created.disk_mb) == (
+        host.mac, True, macs, 5000)
+    assert created.booted()  # boot delay 0 in the tests
 
 
-def test_create_vm_is_idempotent_per_vm(sim, vm_driver, make_host, make_vm_row):
-    host = make_host("host", cpus=2, memory_mb=2048)
-    vm = make_vm_row(host, cpus=2, memory_mb=2048)
+def test_create_vm_boot_takes_the_configured_delay(settings, vm_driver, host, monkeypatch):
+    monkeypatch.setitem(settings, "qrm.sim.boot_delay", "60")
 
-    vm_driver.create_vm(host, vm, disk_mb=1000)
-    vm_driver.create_vm(host, vm, disk_mb=1000)  # the VM's own share is not counted twice
+    vm_driver.create_vm(host, spec())
 
-    assert count(sim, SimMachine, SimMachine.host_id == host.id) == 1
+    created = the_vm(settings)
+    assert not created.booted()
+    assert 58 < created.boot_ready_at - now() <= 60
+    assert created.booted(now() + 61)
 
 
-def test_create_vm_beyond_host_cpus_raises_and_leaves_no_machine(sim, vm_driver, make_host,
-                                                                 make_vm_row):
-    host = make_host("host", cpus=4, memory_mb=8192)
-    vm_driver.create_vm(host, make_vm_row(host, cpus=3, memory_mb=1024), disk_mb=0)
-    too_big = make_vm_row(host, cpus=2, memory_mb=1024)
+def test_create_vm_is_idempotent_by_name(settings, vm_driver):
+    mac = new_mac()
+    inventory.register_host(settings, mac, 2, 2048)
+    full_host = HostRef(id=7, name="small", mac=mac)
+
+    vm_driver.create_vm(full_host, spec(cpus=2, memory_mb=2048))
+    vm_driver.create_vm(full_host, spec(cpus=2, memory_mb=2048))  # not counted twice
+
+    assert [vm.name for vm in inventory.vms(settings)] == ["qrm-vm-1"]
+
+
+def test_create_vm_of_a_stopped_vm_leaves_it_stopped(settings, vm_driver, host):
+    vm_driver.create_vm(host, spec())
+    vm_driver.stop_vm(host, "qrm-vm-1")
+
+    vm_driver.create_vm(host, spec())
+
+    assert the_vm(settings).powered is False
+
+
+def test_create_vm_beyond_host_cpus_raises_and_leaves_no_vm(settings, vm_driver):
+    mac = new_mac()
+    inventory.register_host(settings, mac, 4, 8192)
+    small = HostRef(id=1, name="small", mac=mac)
+    vm_driver.create_vm(small, spec("qrm-vm-1", cpus=3, memory_mb=1024))
 
     with pytest.raises(CapacityError) as error:
-        vm_driver.create_vm(host, too_big, disk_mb=0)
+        vm_driver.create_vm(small, spec("qrm-vm-2", cpus=2, memory_mb=1024))
 
-    assert "1 CPU(s)" in error.value.message
-    assert machine(sim, too_big) is None
-    assert vm_driver.used_capacity(host) == (3, 1024)
+    assert "host small has 1 CPU(s)" in error.value.message
+    assert the_vm(settings, "qrm-vm-2") is None
+    assert vm_driver.used_capacity(small) == (3, 1024)
 
 
-def test_create_vm_beyond_host_memory_raises(vm_driver, make_host, make_vm_row):
-    host = make_host("host", cpus=16, memory_mb=4096)
-    vm_driver.create_vm(host, make_vm_row(host, cpus=1, memory_mb=3072), disk_mb=0)
+def test_create_vm_beyond_host_memory_raises(settings, vm_driver):
+    mac = new_mac()
+    inventory.register_host(settings, mac, 16, 4096)
+    small = HostRef(id=1, name="small", mac=mac)
+    vm_driver.create_vm(small, spec("qrm-vm-1", cpus=1, memory_mb=3072))
 
     with pytest.raises(CapacityError, match="1024 MB free"):
-        vm_driver.create_vm(host, make_vm_row(host, cpus=1, memory_mb=2048), disk_mb=0)
+        vm_driver.create_vm(small, spec("qrm-vm-2", cpus=1, memory_mb=2048))
 
 
-def test_create_vm_on_a_host_without_sim_host_raises_driver_error(sim, vm_driver,
-                                                                  make_physical, make_vm_row):
-    not_a_host = make_physical()
+def test_stopped_vms_keep_their_share_of_the_host(settings, vm_driver):
+    mac = new_mac()
+    inventory.register_host(settings, mac, 2, 4096)
+    small = HostRef(id=1, name="small", mac=mac)
+    vm_driver.create_vm(small, spec("qrm-vm-1", cpus=2, memory_mb=1024))
+    vm_driver.stop_vm(small, "qrm-vm-1")
 
-    with pytest.raises(DriverError, match="not a simulated host"):
-        vm_driver.create_vm(not_a_host, make_vm_row(not_a_host), disk_mb=0)
-
-
-def test_stop_start_and_reboot_switch_power_and_boot(sim, vm_driver, make_host, make_vm_row):
-    host = make_host("host")
-    vm = make_vm_row(host)
-    vm_driver.create_vm(host, vm, disk_mb=0)
-    machine(sim, vm).boot_ready_at = None  # booted
-
-    vm_driver.stop_vm(vm)
-    assert (machine(sim, vm).powered, machine(sim, vm).boot_ready_at) == (False, None)
-
-    vm_driver.start_vm(vm)
-    assert machine(sim, vm).powered is True
-    assert machine(sim, vm).boot_ready_at is not None
-
-    machine(sim, vm).boot_ready_at = None
-    vm_driver.reboot_vm(vm)
-    assert machine(sim, vm).boot_ready_at is not None
+    with pytest.raises(CapacityError):
+        vm_driver.create_vm(small, spec("qrm-vm-2", cpus=1, memory_mb=1024))
 
 
-def test_power_actions_on_an_unknown_vm_raise_driver_error(vm_driver, make_host,
-                                                           make_vm_row):
-    vm = make_vm_row(make_host("host"))
+def test_create_vm_on_an_unregistered_host_raises_driver_error(settings, vm_driver):
+    stranger = HostRef(id=3, name="stranger", mac=new_mac())
 
-    for action in (vm_driver.start_vm, vm_driver.stop_vm, vm_driver.reboot_vm):
-        with pytest.raises(DriverError):
-            action(vm)
+    with pytest.raises(DriverError, match=r"stranger .* is not a simulated host"):
+        vm_driver.create_vm(stranger, spec())
+    with pytest.raises(DriverError, match="is not a simulated host"):
+        vm_driver.list_vms(stranger)
+    assert inventory.vms(settings) == []
 
 
-def test_remove_vm_deletes_the_machine_and_missing_is_fine(sim, vm_driver, make_host,
-                                                           make_vm_row):
-    host = make_host("host")
-    vm = make_vm_row(host)
-    vm_driver.create_vm(host, vm, disk_mb=0)
+def test_a_switched_off_host_does_not_answer(settings, vm_driver, host):
+    inventory.set_power(settings, host.mac, on=False)
 
-    vm_driver.remove_vm(vm)
-    vm_driver.remove_vm(vm)
+    with pytest.raises(HostUnreachable):
+        vm_driver.create_vm(host, spec())
+    with pytest.raises(HostUnreachable):
+        vm_driver.list_vms(host)
 
-    assert machine(sim, vm) is None
+
+def test_create_vm_refuses_a_mac_in_use(settings, vm_driver, host):
+    mac = new_mac()
+    vm_driver.create_vm(host, spec("qrm-vm-1", macs=(mac,)))
+
+    with pytest.raises(DriverError, match="used by VM qrm-vm-1"):
+        vm_driver.create_vm(host, spec("qrm-vm-2", macs=(mac.upper(),)))
+    with pytest.raises(ValidationError):
+        vm_driver.create_vm(host, VmSpec(name="qrm-vm-3", cpus=1, memory_mb=512, macs=()))
+    with pytest.raises(ValidationError):
+        vm_driver.create_vm(host, spec("../etc"))
+
+
+def test_stop_start_and_reboot_switch_power_and_boot(settings, vm_driver, host, monkeypatch):
+    vm_driver.create_vm(host, spec())
+
+    vm_driver.stop_vm(host, "qrm-vm-1")
+    assert (the_vm(settings).powered, the_vm(settings).boot_ready_at) == (False, None)
+    assert [vm.state for vm in vm_driver.list_vms(host)] == ["stopped"]
+
+    monkeypatch.setitem(settings, "qrm.sim.boot_delay", "30")
+    vm_driver.start_vm(host, "qrm-vm-1")
+    started = the_vm(settings)
+    assert started.powered
+    assert not started.booted()
+    assert [vm.state for vm in vm_driver.list_vms(host)] == ["running"]
+
+    monkeypatch.setitem(settings, "qrm.sim.boot_delay", "60")
+    vm_driver.start_vm(host, "qrm-vm-1")  # running already: no new boot
+    assert the_vm(settings).boot_ready_at == started.boot_ready_at
+    vm_driver.reboot_vm(host, "qrm-vm-1")
+    assert the_vm(settings).boot_ready_at > started.boot_ready_at + 20
+
+
+def test_reboot_powers_a_stopped_vm_on(settings, vm_driver, host):
+    vm_driver.create_vm(host, spec())
+    vm_driver.stop_vm(host, "qrm-vm-1")
+
+    vm_driver.reboot_vm(host, "qrm-vm-1")
+
+    assert the_vm(settings).powered is True
+
+
+def test_start_and_reboot_of_a_missing_vm_raise_but_stop_does_not(vm_driver, host):
+    for action in (vm_driver.start_vm, vm_driver.reboot_vm):
+        with pytest.raises(DriverError, match="no VM qrm-vm-9 on host host"):
+            action(host, "qrm-vm-9")
+
+    vm_driver.stop_vm(host, "qrm-vm-9")
+
+
+def test_remove_vm_frees_the_host_and_missing_is_fine(settings, vm_driver, host):
+    vm_driver.create_vm(host, spec(cpus=4, memory_mb=4096))
+
+    vm_driver.remove_vm(host, "qrm-vm-1")
+    vm_driver.remove_vm(host, "qrm-vm-1")
+
+    assert the_vm(settings) is None
+    assert vm_driver.list_vms(host) == []
     assert vm_driver.used_capacity(host) == (0, 0)
 
 
-def test_datacenter_create_vm_picks_the_least_loaded_host(sim, datacenter, make_host,
-                                                          admin_actor):
-    big = make_host("big", cpus=16, memory_mb=32768)
-    small = make_host("small", cpus=8, memory_mb=16384)
-    vm_type = datacenter.virtualization_type("sim-vm")
+def test_list_vms_reports_the_vms_of_that_host_only(settings, vm_driver, host):
+    other_mac = new_mac()
+    inventory.register_host(settings, other_mac, 4, 4096)
+    other = HostRef(id=2, name="other", mac=other_mac)
+    first = spec("qrm-vm-1", cpus=1, memory_mb=512)
+    vm_driver.create_vm(host, first)
+    vm_driver.create_vm(other, spec("qrm-vm-2"))
+    vm_driver.create_vm(host, spec("qrm-vm-3"))
+    vm_driver.stop_vm(host, "qrm-vm-3")
 
-    first = datacenter.create_vm(vm_type, name="vm-1", cpus=4, memory_mb=4096, nics=1,
-                                 disk_mb=5000, actor=admin_actor)
-    second = datacenter.create_vm(vm_type, name="vm-2", cpus=4, memory_mb=4096, nics=1,
-                                  disk_mb=5000, actor=admin_actor)
-    third = datacenter.create_vm(vm_type, name="vm-3", cpus=2, memory_mb=2048, nics=1,
-                                 disk_mb=5000, actor=admin_actor)
+    listed = vm_driver.list_vms(host)
 
-    # empty hosts tie and the older one wins; then whichever has the smaller share in use
-    assert (first.host_id, second.host_id, third.host_id) == (big.id, small.id, big.id)
-    assert machine(sim, second).host_id == small.id
-
-
-def test_datacenter_create_vm_raises_capacity_error_when_all_hosts_are_full(
-        sim, datacenter, make_host, admin_actor):
-    make_host("one", cpus=2, memory_mb=4096)
-    make_host("two", cpus=2, memory_mb=4096)
-    vm_type = datacenter.virtualization_type("sim-vm")
-    for name in ("vm-1", "vm-2"):
-        datacenter.create_vm(vm_type, name=name, cpus=2, memory_mb=2048, nics=1, disk_mb=0,
-                             actor=admin_actor)
-
-    with pytest.raises(CapacityError):
-        datacenter.create_vm(vm_type, name="vm-3", cpus=1, memory_mb=512, nics=1, disk_mb=0,
-                             actor=admin_actor)
-
-    assert vms(sim) == 2
-    assert count(sim, SimMachine) == 2
+    assert listed[0] == VmInfo(name="qrm-vm-1", state="running", macs=first.macs, cpus=1,
+                               memory_mb=512)
+    assert [(vm.name, vm.state) for vm in listed] == [("qrm-vm-1", "running"),
+                                                      ("qrm-vm-3", "stopped")]
 
 
-def test_datacenter_create_vm_moves_on_when_the_driver_finds_a_host_full(
-        sim, datacenter, make_host, admin_actor):
-    # The engine believes the first host is empty and huge; the simulated host knows better.
-    crowded = make_host("crowded", cpus=64, memory_mb=65536, sim_cpus=1, sim_memory_mb=1024)
-    roomy = make_host("roomy", cpus=8, memory_mb=16384)
-    vm_type = datacenter.virtualization_type("sim-vm")
+def test_same_name_on_two_hosts_is_two_vms(settings, vm_driver, host):
+    other_mac = new_mac()
+    inventory.register_host(settings, other_mac, 4, 4096)
 
-    vm = datacenter.create_vm(vm_type, name="vm", cpus=2, memory_mb=2048, nics=1, disk_mb=0,
-                              actor=admin_actor)
+    vm_driver.create_vm(host, spec())
+    vm_driver.create_vm(HostRef(id=2, name="other", mac=other_mac), spec())
 
-    assert vm.host_id == roomy.id
-    assert count(sim, SimMachine, SimMachine.host_id == crowded.id) == 0
-    assert vms(sim) == 1
+    assert len(inventory.vms(settings)) == 2
 
 
-def test_datacenter_create_vm_fails_cleanly_when_only_the_driver_refuses(
-        sim, datacenter, make_host, admin_actor):
-    make_host("crowded", cpus=64, memory_mb=65536, sim_cpus=1, sim_memory_mb=1024)
-    vm_type = datacenter.virtualization_type("sim-vm")
+def test_hosts_are_known_by_mac_whatever_its_spelling(settings, vm_driver, host):
+    shouting = HostRef(id=host.id, name="renamed", mac=host.mac.upper().replace(":", "-"))
 
-    with pytest.raises(CapacityError):
-        datacenter.create_vm(vm_type, name="vm", cpus=2, memory_mb=2048, nics=1, disk_mb=0,
-                             actor=admin_actor)
+    vm_driver.create_vm(shouting, spec())
 
-    assert vms(sim) == 0
-    assert count(sim, SimMachine) == 0
+    assert [vm.name for vm in vm_driver.list_vms(host)] == ["qrm-vm-1"]
 
 
-def test_datacenter_remove_vm_frees_the_host(sim, datacenter, vm_driver, make_host,
-                                             admin_actor):
-    host = make_host("host")
-    vm = datacenter.create_vm(datacenter.virtualization_type("sim-vm"), name="vm", cpus=2,
-                              memory_mb=2048, nics=1, disk_mb=0, actor=admin_actor)
+def test_vms_survive_the_engine_transaction(sim, settings, vm_driver, host):
+    # A hypervisor does not roll back: the VM stays when the caller's transaction aborts.
+    vm_driver.create_vm(host, spec())
 
-    datacenter.remove_vm(vm, actor=admin_actor)
+    sim.tm.abort()
+    sim.tm.begin()
 
-    assert vms(sim) == 0
-    assert vm_driver.used_capacity(host) == (0, 0)
+    assert [vm.name for vm in vm_driver.list_vms(host)] == ["qrm-vm-1"]
