@@ -492,7 +492,7 @@ class ProvisioningService:
         return progressed
 
     def _teardown_step(self, ca: CloudAppliance, now: Any) -> bool:
-        """Move ``ca`` one step along ``TEARDOWN_MOVES``; False while it waits."""
+        """Move ``ca`` one teardown step on (``STEP_MOVES``); False while it waits."""
         if ca.state is CloudApplianceState.REMOVED:
             return False
         step = ca.step
@@ -509,29 +509,39 @@ class ProvisioningService:
         elif step in PROVISIONING_STEPS or step is ProvisionStep.PAUSED:
             ca.state = CloudApplianceState.DEPROVISIONING
             to = ProvisionStep.STOPPED  # never started, or stopped already
-        elif step is ProvisionStep.STOPPED:
-            self._release_addresses(ca)
-            to = ProvisionStep.FREED
-        elif step is ProvisionStep.FREED:
-            self._remove_appliance(ca)
-            to = ProvisionStep.UNASSIGNED
-        elif step is ProvisionStep.UNASSIGNED:
-            if ca.clone_image_id and self.calls.pending_about("image", ca.clone_image_id):
-                return False  # its export is being locked: then it goes
-            self._remove_clone(ca)
-            to = ProvisionStep.VOLUME_REMOVED
-        elif step is ProvisionStep.VOLUME_REMOVED:
-            if ca.created_vm_id and self.calls.pending_about("resource", ca.created_vm_id):
-                return False  # a power action on it is still to be made
-            self._remove_created_vm(ca)
-            ca.state = CloudApplianceState.REMOVED
-            self.events.log(source="cloud", name="appliance.removed", actor=ACTOR, obj=ca,
-                            message=f"appliance {ca.name} removed; its resources are released")
-            to = ProvisionStep.RELEASED
+        elif step in (ProvisionStep.STOPPED, ProvisionStep.FREED, ProvisionStep.UNASSIGNED,
+                      ProvisionStep.VOLUME_REMOVED):
+            released = self._release_step(ca)
+            if released is None:
+                return False
+            to = released
         else:
             return False
         self._move(ca, to)
         return True
+
+    def _release_step(self, ca: CloudAppliance) -> ProvisionStep | None:
+        """Give back one more thing provisioning made for a stopped ``ca``; the step it
+        reaches, or None while a call about the object is still to be made."""
+        step = ca.step
+        if step is ProvisionStep.STOPPED:
+            self._release_addresses(ca)
+            return ProvisionStep.FREED
+        if step is ProvisionStep.FREED:
+            self._remove_appliance(ca)
+            return ProvisionStep.UNASSIGNED
+        if step is ProvisionStep.UNASSIGNED:
+            if ca.clone_image_id and self.calls.pending_about("image", ca.clone_image_id):
+                return None  # its export is being locked: then it goes
+            self._remove_clone(ca)
+            return ProvisionStep.VOLUME_REMOVED
+        if ca.created_vm_id and self.calls.pending_about("resource", ca.created_vm_id):
+            return None  # a power action on it is still to be made
+        self._remove_created_vm(ca)
+        ca.state = CloudApplianceState.REMOVED
+        self.events.log(source="cloud", name="appliance.removed", actor=ACTOR, obj=ca,
+                        message=f"appliance {ca.name} removed; its resources are released")
+        return ProvisionStep.RELEASED
 
     @staticmethod
     def _move(ca: CloudAppliance, to: ProvisionStep) -> None:
