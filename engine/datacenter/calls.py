@@ -56,6 +56,8 @@ STORAGE_OPERATIONS = ("create_volume", "clone_volume", "snapshot_volume", "resiz
                       "remove_volume", "authenticate")
 #: the power switch of a machine (``qrm_resource_command`` hooks)
 POWER = "power"
+#: calls after which a machine boots
+BOOTS = frozenset({"create_vm", "start_vm", "reboot_vm", POWER})
 
 
 def retry_delay(attempts: int) -> dt.timedelta:
@@ -275,6 +277,12 @@ def _record_done(request: Any, call_id: int, result: Any) -> DriverCall:
     handler = DONE_HANDLERS.get(call.operation)
     if handler is not None:
         handler(request, call)
+    if call.operation in BOOTS:
+        # a machine is booting: its report may come soon (the simulated agents report
+        # through the monitor job, real ones on their own)
+        from engine.scheduler.kick import kick_after_commit
+
+        kick_after_commit(request, "plugins.monitor")
     return call
 
 

@@ -106,7 +106,8 @@ class WakeupListener(threading.Thread):
         seen: dict[str, int] | None = None
         while not self.stopped.is_set():
             with self.engine.connect() as connection:
-                counters = dict(connection.execute(select(JobWakeup.job_id, JobWakeup.seq)))
+                counters = dict(connection.execute(
+                    select(JobWakeup.job_id, JobWakeup.seq)).all())
                 connection.rollback()
             if seen is not None:
                 for job_id, seq in counters.items():
@@ -137,9 +138,11 @@ def start_scheduler(registry: Any, *, listen: bool = True) -> RunningScheduler:
         timezone="UTC",
     )
     waker = Waker(scheduler, registry)
+    started = dt.datetime.now(dt.UTC)
     for job in registry["qrm.jobs"].jobs.values():
+        # every job runs once at start: a restarted scheduler catches up at once
         scheduler.add_job(waker.run, "interval", seconds=job.interval_s, id=job.id,
-                          args=[job], name=job.id)
+                          args=[job], name=job.id, next_run_time=started)
     if not hasattr(registry.get("qrm.kicker"), "kick_in_transaction"):
         registry["qrm.kicker"] = SchedulerKicker(waker)
     scheduler.start()
