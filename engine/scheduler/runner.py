@@ -16,7 +16,7 @@ from typing import Any
 import transaction
 from pyramid.scripting import prepare
 from sqlalchemy import delete, select, text, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from engine.scheduler.models import JobLease
 
@@ -72,22 +72,22 @@ def _try_lease(request: Any, job_id: str, owner: str, ttl_s: float) -> bool:
     db = request.dbsession
     now = database_now(db)
     expires = now + dt.timedelta(seconds=ttl_s)
+    # Look first, then insert or update: an UPDATE of a row that does not exist yet takes gap
+    # locks on MariaDB, and schedulers starting all their jobs at once would deadlock.
+    if db.scalar(select(JobLease.job_id).where(JobLease.job_id == job_id)) is None:
+        try:
+            with db.begin_nested():
+                db.add(JobLease(job_id=job_id, owner=owner, expires_at=expires))
+        except IntegrityError:
+            return False  # another scheduler took it first
+        return True
     result = db.execute(
         update(JobLease)
         .where(JobLease.job_id == job_id)
         .where((JobLease.expires_at < now) | (JobLease.owner == owner))
         .values(owner=owner, expires_at=expires)
     )
-    if result.rowcount:
-        return True
-    if db.scalar(select(JobLease.job_id).where(JobLease.job_id == job_id)) is not None:
-        return False
-    try:
-        with db.begin_nested():
-            db.add(JobLease(job_id=job_id, owner=owner, expires_at=expires))
-    except IntegrityError:
-        return False
-    return True
+    return bool(result.rowcount)
 
 
 def _renew_lease(request: Any, job_id: str, owner: str, ttl_s: float) -> bool:
@@ -133,9 +133,13 @@ def run_job(registry: Any, job: Job, **kw: Any) -> Any:
     owner = owner_name()
     ttl = lease_ttl(job)
     try:
-        if job.singleton and not run_in_transaction(
-            registry, _try_lease, job_id=job.id, owner=owner, ttl_s=ttl
-        ):
+        try:
+            leased = not job.singleton or run_in_transaction(
+                registry, _try_lease, job_id=job.id, owner=owner, ttl_s=ttl)
+        except OperationalError:  # a deadlock or lock timeout: another scheduler competes
+            log.info("job %s: lease not taken this time", job.id, exc_info=True)
+            return None
+        if not leased:
             log.debug("job %s runs elsewhere; skipped", job.id)
             return None
         renewal = _LeaseRenewal(registry, job, owner, ttl) if job.singleton else None
