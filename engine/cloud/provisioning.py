@@ -95,6 +95,11 @@ STEP_MOVES: dict[ProvisionStep, frozenset[ProvisionStep]] = {
 }
 
 
+#: provisioning calls a teardown makes moot (what they may have made is removed by name)
+SUPERSEDED_BY_TEARDOWN = frozenset({"create_vm", "clone_volume", "authenticate", "reboot_vm",
+                                    "start_vm", "power"})
+
+
 def owner_of(request_id: int) -> str:
     """The owner of the driver calls a request's steps record."""
     return f"cloud_request:{request_id}"
@@ -165,6 +170,8 @@ class ProvisioningService:
         open_calls = self.calls.open_for(owner_of(cloud_request.id))
         if not open_calls:
             return None
+        if cloud_request.status in TEARDOWN:
+            open_calls = self._supersede(cloud_request, open_calls, now)
         for call in open_calls:
             if call.state is not CallState.FAILED:
                 continue
@@ -185,6 +192,26 @@ class ProvisioningService:
         cloud_request.failed_attempts = max(failing, default=0)
         cloud_request.next_step_at = max(now, min(call.not_before for call in pending))
         return False
+
+    def _supersede(self, cloud_request: CloudRequest, open_calls: list[DriverCall],
+                   now: Any) -> list[DriverCall]:
+        """A request being torn down does not wait hours for a failing provisioning call:
+        one that failed and is not being made right now is given up (teardown removes
+        whatever it may have made, by name). The calls still open are returned."""
+        still_open = []
+        for call in open_calls:
+            in_flight = call.claimed_until is not None and call.claimed_until >= now
+            if (call.operation in SUPERSEDED_BY_TEARDOWN and call.state is CallState.PENDING
+                    and call.error and not in_flight):
+                self.calls.give_up(call, reason="the request is being torn down")
+                self.events.log(source="cloud", name="call.superseded", actor=ACTOR,
+                                obj=cloud_request, level=EventLevel.INFO,
+                                message=f"request {cloud_request.id}: {call.operation} "
+                                f"({call.key}) is no longer made: the request is being "
+                                "torn down")
+                continue
+            still_open.append(call)
+        return still_open
 
     def _refused(self, cloud_request: CloudRequest, call: DriverCall, now: Any) -> None:
         """A host or storage refused for lack of room what the books said would fit."""

@@ -177,6 +177,11 @@ class CallService:
             call.state, call.attempts, call.not_before = CallState.PENDING, 0, utcnow()
             call.claimed_until = None
 
+    def give_up(self, call: DriverCall, *, reason: str) -> None:
+        """Stop trying a pending call (``superseded``); its owner no longer waits for it."""
+        call.state, call.error_kind, call.owner = CallState.FAILED, "superseded", None
+        call.error = f"{call.error}; given up: {reason}" if call.error else f"given up: {reason}"
+
     def disown(self, call: DriverCall) -> None:
         """Its owner no longer waits for it (a refused placement it has dealt with)."""
         call.owner = None

@@ -317,3 +317,21 @@ def test_reconciliation_skips_a_host_that_does_not_answer(cloud):
     db_of(cloud).expire_all()
     assert db_of(cloud).get(Resource, vm.id).missing_since is None
     assert events(cloud, "reconcile.skipped")
+
+
+@pytest.mark.parametrize("when", ["before", "after"])
+def test_a_request_torn_down_does_not_wait_for_a_failing_call(cloud, when):
+    """The hypervisor keeps failing; the user gives up: the request is done at once, and a
+    VM the failing call may have made is removed by its name."""
+    faults.fail("create_vm", when=when, times=5)
+    request_id = submit(cloud)
+    settle(cloud)
+    assert request_row(cloud, request_id).status is RequestStatus.APPROVED
+    deprovision(cloud, request_id)
+    settle(cloud)
+    cloud_request = request_row(cloud, request_id)
+    assert cloud_request.status is RequestStatus.DONE
+    assert engine_vms() == []
+    assert charges(cloud) == 0
+    assert events(cloud, "call.superseded")
+    assert len(faults.calls("create_vm")) == 1  # not tried again for a request torn down
