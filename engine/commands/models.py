@@ -1,4 +1,9 @@
-"""Remote commands: queued rows that a worker claims, runs with a timeout and retries."""
+"""Remote commands: queued rows that a worker claims, runs with a timeout and retries.
+
+A worker may run a command more than once (its claim ran out while it ran, the connection
+broke and the attempt is repeated), so every command must be idempotent: running it twice
+leaves the target as running it once would (see :mod:`engine.commands.worker`).
+"""
 
 from __future__ import annotations
 
@@ -41,3 +46,10 @@ class Command(Base):
     exit_code: Mapped[int | None] = mapped_column(Integer)
     output: Mapped[str] = mapped_column(Text, default="")
     actor: Mapped[str] = mapped_column(String(120), default="system")
+    #: while running: the worker holding it, and until when (after that it is claimed again)
+    claimed_by: Mapped[str | None] = mapped_column(String(200))
+    claimed_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    #: when the latest attempt began
+    started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    #: why the latest attempt did not give an exit code (unreachable, timed out, refused)
+    error: Mapped[str | None] = mapped_column(Text)
