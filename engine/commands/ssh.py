@@ -17,8 +17,8 @@ Errors (all :class:`engine.errors.DriverError`):
 * :class:`SshHostKeyRefused` — the host's key is unknown (policy ``reject``) or differs from
   the one on record (any policy): nothing ran.
 * :class:`SshAuthenticationFailed` — the host refused our key: nothing ran.
-* :class:`SshTimeout` — the command ran out of time; it was sent SIGKILL and its channel
-  closed.
+* :class:`SshTimeout` — the command ran out of time; its channel was closed after asking
+  sshd to kill it (see :func:`_kill` for what that reaches).
 * :class:`SshConnectionLost` — the connection broke while the command ran: it may or may not
   have done its work.
 * :class:`SshError` — anything else (an unreadable key file, say).
@@ -312,12 +312,14 @@ def _collect(channel: paramiko.Channel, stdout: _Capture, stderr: _Capture,
 
 
 def _kill(channel: paramiko.Channel) -> None:
-    """Send SIGKILL to the remote command's process group, then close the channel.
+    """Ask sshd to SIGKILL the remote command's process group, then close the channel.
 
-    A command without a terminal does not die when its channel closes, so the RFC 4254
-    ``signal`` request comes first (OpenSSH's sshd kills the session's process group).
-    paramiko has no public call for it; the message is built the way Channel builds its
-    own requests."""
+    A command without a terminal does not die when its channel closes; it ends when it next
+    writes (SIGPIPE) or by itself. So the RFC 4254 ``signal`` request goes first: OpenSSH's
+    sshd honours it for ordinary users (it kills the session's process group) but refuses it
+    for root logins ("session signalling requires privilege separation"), where closing is
+    all there is. paramiko has no public call for it; the message is built the way Channel
+    builds its own requests."""
     try:
         message = paramiko.Message()
         message.add_byte(cMSG_CHANNEL_REQUEST)
