@@ -142,7 +142,10 @@ def connect(target: SshTarget, *, timeout: float) -> paramiko.SSHClient:
     pkey = _load_key(target.key_file)
     client = paramiko.SSHClient()
     if target.known_hosts and os.path.exists(target.known_hosts):
-        client.get_host_keys().load(target.known_hosts)
+        try:
+            client.get_host_keys().load(target.known_hosts)
+        except OSError as error:
+            raise SshError(f"cannot read {target.known_hosts}: {_describe(error)}") from error
     client.set_missing_host_key_policy(
         _AcceptNewPolicy(target) if target.policy == "accept-new" else _RejectPolicy(target))
     try:
@@ -152,7 +155,10 @@ def connect(target: SshTarget, *, timeout: float) -> paramiko.SSHClient:
                        look_for_keys=pkey is None)
     except BaseException as error:
         client.close()
-        raise _connect_error(target, error) from error
+        translated = _connect_error(target, error)
+        if translated is error:
+            raise
+        raise translated from error
     return client
 
 
@@ -213,9 +219,20 @@ class _AcceptNewPolicy(paramiko.MissingHostKeyPolicy):
             raise SshHostKeyRefused(
                 f"unknown host key for {hostname}; refused: accept-new needs a known_hosts "
                 "file to record it in (qrm.ssh.known_hosts)")
+        try:
+            self._record(path, hostname, key)
+        except OSError as error:
+            raise SshHostKeyRefused(f"new host key of {hostname} not accepted: cannot write "
+                                    f"{path}: {_describe(error)}") from error
+        client.get_host_keys().add(hostname, key.get_name(), key)
+        log.warning("new host key for %s accepted and written to %s: %s %s", hostname, path,
+                    key.get_name(), key.fingerprint)
+
+
+    @staticmethod
+    def _record(path: str, hostname: str, key: paramiko.PKey) -> None:
         with open(path, "a+", encoding="ascii") as known_hosts:
             fcntl.flock(known_hosts, fcntl.LOCK_EX)
-            known_hosts.seek(0)
             recorded = paramiko.HostKeys()
             recorded.load(path)
             keys = recorded.lookup(hostname)
@@ -224,13 +241,10 @@ class _AcceptNewPolicy(paramiko.MissingHostKeyPolicy):
                     raise SshHostKeyRefused(
                         f"host key of {hostname} changed: it offers {key.get_name()} "
                         f"{key.fingerprint}, {path} has another; refused")
-            else:
-                known_hosts.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
-                known_hosts.flush()
-                os.fsync(known_hosts.fileno())
-        client.get_host_keys().add(hostname, key.get_name(), key)
-        log.warning("new host key for %s accepted and written to %s: %s %s", hostname, path,
-                    key.get_name(), key.fingerprint)
+                return
+            known_hosts.write(f"{hostname} {key.get_name()} {key.get_base64()}\n")
+            known_hosts.flush()
+            os.fsync(known_hosts.fileno())
 
 
 class _Capture:

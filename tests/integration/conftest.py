@@ -151,7 +151,11 @@ LogLevel VERBOSE
         process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)],
                                    stdout=log_file, stderr=subprocess.STDOUT)
     sshd = Sshd(port, getpass.getuser(), host_key, client_key, log_path, process)
-    _wait_for_banner(sshd)
+    try:
+        _wait_for_banner(sshd)
+    except RuntimeError:
+        stop_sshd(sshd)
+        raise
     return sshd
 
 
@@ -189,7 +193,13 @@ def sshd(tmp_path: pathlib.Path) -> Iterator[Sshd]:
     directory.mkdir()
     host_key = make_key(directory / "host_key")
     client_key = make_key(directory / "client_key")
-    server = _start_sshd(directory, host_key, client_key)
+    for tries_left in reversed(range(3)):  # the free port may be taken before sshd binds it
+        try:
+            server = _start_sshd(directory, host_key, client_key)
+            break
+        except RuntimeError:
+            if not tries_left:
+                raise
     try:
         yield server
     finally:

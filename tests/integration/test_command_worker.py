@@ -239,12 +239,26 @@ def test_unreachable_target_is_retried_with_back_off_then_failed(pyramid_request
 
 
 # -- host keys --------------------------------------------------------------------------------
+@pytest.fixture
+def configure_ssh(registry, sshd, known_hosts, monkeypatch) -> Any:
+    """Point the SSH settings at ``sshd`` with ``policy`` and a known_hosts file holding
+    ``recorded`` (None: no file); returns the sshd."""
+
+    def configure(policy: str, recorded: str | None, *,
+                  known_hosts_file: pathlib.Path = known_hosts) -> Sshd:
+        if recorded is not None:
+            known_hosts_file.write_text(recorded)
+        set_ssh_settings(registry, monkeypatch, port=str(sshd.port), user=sshd.user,
+                         key_file=str(sshd.client_key.private_path),
+                         known_hosts=str(known_hosts_file), host_key_policy=policy)
+        return sshd
+
+    return configure
+
+
 def test_unknown_host_key_is_refused_by_the_reject_policy(pyramid_request, registry, machine,
-                                                          sshd, known_hosts, monkeypatch):
-    known_hosts.write_text("")
-    set_ssh_settings(registry, monkeypatch, port=str(sshd.port), user=sshd.user,
-                     key_file=str(sshd.client_key.private_path), known_hosts=str(known_hosts),
-                     host_key_policy="reject")
+                                                          configure_ssh, known_hosts):
+    sshd = configure_ssh("reject", recorded="")
     command = enqueue(pyramid_request, machine, ["true"])
 
     assert work(registry) == 1
@@ -255,11 +269,9 @@ def test_unknown_host_key_is_refused_by_the_reject_policy(pyramid_request, regis
     assert known_hosts.read_text() == ""
 
 
-def test_accept_new_records_the_first_host_key(pyramid_request, registry, machine, sshd,
-                                               known_hosts, monkeypatch):
-    set_ssh_settings(registry, monkeypatch, port=str(sshd.port), user=sshd.user,
-                     key_file=str(sshd.client_key.private_path), known_hosts=str(known_hosts),
-                     host_key_policy="accept-new")
+def test_accept_new_records_the_first_host_key(pyramid_request, registry, machine,
+                                               configure_ssh, known_hosts):
+    sshd = configure_ssh("accept-new", recorded=None)
     first = enqueue(pyramid_request, machine, ["echo", "first"])
     second = enqueue(pyramid_request, machine, ["echo", "second"])
 
@@ -271,22 +283,33 @@ def test_accept_new_records_the_first_host_key(pyramid_request, registry, machin
 
 
 def test_changed_host_key_is_refused_even_by_accept_new(pyramid_request, registry, machine,
-                                                        sshd, known_hosts, monkeypatch,
-                                                        tmp_path):
-    impostor = make_key(tmp_path / "other_host_key")
-    recorded = f"[127.0.0.1]:{sshd.port} {impostor.key_type} {impostor.base64}\n"
+                                                        configure_ssh, known_hosts):
+    impostor = make_key(known_hosts.parent / "other_host_key")
+    port = configure_ssh("accept-new", recorded=None).port
+    recorded = f"[127.0.0.1]:{port} {impostor.key_type} {impostor.base64}\n"
     known_hosts.write_text(recorded)
-    set_ssh_settings(registry, monkeypatch, port=str(sshd.port), user=sshd.user,
-                     key_file=str(sshd.client_key.private_path), known_hosts=str(known_hosts),
-                     host_key_policy="accept-new")
     command = enqueue(pyramid_request, machine, ["true"])
 
     assert work(registry) == 1
 
     command = reload(pyramid_request, command)
     assert (command.state, command.attempts) == (CommandState.FAILED, 1)
-    assert command.error.startswith(f"host key of [127.0.0.1]:{sshd.port} changed")
+    assert command.error.startswith(f"host key of [127.0.0.1]:{port} changed")
     assert known_hosts.read_text() == recorded
+
+
+def test_accept_new_without_a_writable_known_hosts_refuses_without_retry(
+        pyramid_request, registry, machine, configure_ssh, tmp_path):
+    sshd = configure_ssh("accept-new", recorded=None,
+                         known_hosts_file=tmp_path / "absent" / "known_hosts")
+    command = enqueue(pyramid_request, machine, ["true"])
+
+    assert work(registry) == 1
+
+    command = reload(pyramid_request, command)
+    assert (command.state, command.attempts) == (CommandState.FAILED, 1)
+    assert command.error.startswith(
+        f"new host key of [127.0.0.1]:{sshd.port} not accepted: cannot write ")
 
 
 # -- the SSH module on its own ----------------------------------------------------------------
