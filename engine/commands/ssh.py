@@ -294,7 +294,12 @@ def _execute(client: paramiko.SSHClient, target: SshTarget, command_line: str, *
 def _send_input(channel: paramiko.Channel, data: bytes | None, deadline: float) -> None:
     if data:
         channel.settimeout(max(deadline - time.monotonic(), 0.001))
-        channel.sendall(data)
+        try:
+            channel.sendall(data)
+        except TimeoutError:
+            raise
+        except OSError:  # the command exited without reading it all: its outcome tells
+            log.debug("the command did not take all of its input", exc_info=True)
     channel.shutdown_write()
 
 

@@ -5,7 +5,9 @@ in their own transaction."""
 from __future__ import annotations
 
 import datetime as dt
+import os
 import pathlib
+import signal
 import sys
 import threading
 import time
@@ -179,6 +181,45 @@ def test_timeout_fails_the_command_and_closes_its_channel(pyramid_request, regis
     assert wait_until_gone(argv) == []
     assert "timed out after 1 s" in pyramid_request.dbsession.scalars(
         select(Event.message).where(Event.name == "command.failed")).one()
+
+
+def session_processes(sshd: Sshd) -> list[int]:
+    """The per-connection processes of ``sshd`` (its children)."""
+    children = []
+    for stat in pathlib.Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == sshd.process.pid:
+            children.append(int(stat.parent.name))
+    return children
+
+
+@pytest.mark.usefixtures("ssh_settings")
+def test_connection_lost_while_running_fails_without_retry(pyramid_request, registry, machine,
+                                                           sshd):
+    command = enqueue(pyramid_request, machine, ["sh", "-c", "echo started; sleep 2.75"],
+                      timeout_s=20)
+
+    def kill_the_session() -> None:
+        # once the remote command runs, kill the sshd process serving its connection
+        deadline = time.monotonic() + 10
+        while not running_processes(["sleep", "2.75"]) and time.monotonic() < deadline:
+            time.sleep(0.02)  # polling the process table, bounded by the deadline
+        for pid in session_processes(sshd):
+            os.kill(pid, signal.SIGKILL)
+
+    killer = threading.Thread(target=kill_the_session)
+    killer.start()
+    assert work(registry) == 1
+    killer.join(timeout=15)
+
+    command = reload(pyramid_request, command)
+    assert (command.state, command.attempts) == (CommandState.FAILED, 1)
+    assert command.error.startswith(
+        f"connection to [127.0.0.1]:{sshd.port} lost while the command ran")
+    assert wait_until_gone(["sleep", "2.75"]) == []  # the orphan ends by itself
 
 
 @pytest.mark.usefixtures("ssh_settings")
