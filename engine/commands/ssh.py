@@ -121,10 +121,9 @@ def run(target: SshTarget, argv: Sequence[str], timeout: float,
     """Run ``argv`` on ``target`` and return ``(exit_code, stdout, stderr)``.
 
     ``timeout`` bounds the whole run (connecting included; each step of connecting waits at
-    most ``CONNECT_TIMEOUT_S``). ``input`` is sent to the
-    command's stdin, which is closed afterwards (at once without ``input``). The exit code is
-    -1 when the command ended without one (killed by a signal). Raises the errors listed in
-    the module docstring."""
+    most ``CONNECT_TIMEOUT_S``). ``input`` is sent to the command's stdin, which is closed
+    afterwards (at once without ``input``). The exit code is -1 when the command ended
+    without one (killed by a signal). Raises the errors listed in the module docstring."""
     if not argv or not all(isinstance(arg, str) for arg in argv):
         raise ValueError("argv must be a non-empty list of strings")
     deadline = time.monotonic() + timeout

@@ -199,13 +199,13 @@ def session_processes(sshd: Sshd) -> list[int]:
 @pytest.mark.usefixtures("ssh_settings")
 def test_connection_lost_while_running_fails_without_retry(pyramid_request, registry, machine,
                                                            sshd):
-    command = enqueue(pyramid_request, machine, ["sh", "-c", "echo started; sleep 2.75"],
+    command = enqueue(pyramid_request, machine, ["sh", "-c", "echo started; sleep 1.75"],
                       timeout_s=20)
 
     def kill_the_session() -> None:
         # once the remote command runs, kill the sshd process serving its connection
         deadline = time.monotonic() + 10
-        while not running_processes(["sleep", "2.75"]) and time.monotonic() < deadline:
+        while not running_processes(["sleep", "1.75"]) and time.monotonic() < deadline:
             time.sleep(0.02)  # polling the process table, bounded by the deadline
         for pid in session_processes(sshd):
             os.kill(pid, signal.SIGKILL)
@@ -219,7 +219,7 @@ def test_connection_lost_while_running_fails_without_retry(pyramid_request, regi
     assert (command.state, command.attempts) == (CommandState.FAILED, 1)
     assert command.error.startswith(
         f"connection to [127.0.0.1]:{sshd.port} lost while the command ran")
-    assert wait_until_gone(["sleep", "2.75"]) == []  # the orphan ends by itself
+    assert wait_until_gone(["sleep", "1.75"]) == []  # the orphan ends by itself
 
 
 @pytest.mark.usefixtures("ssh_settings")
