@@ -19,8 +19,9 @@ ENVIRONMENT_OVERRIDES = {
     "QRM_PUBLIC_URL": "qrm.public_url",
     "QRM_SCHEDULER": "qrm.scheduler",
     "QRM_SIM_BOOT_DELAY": "qrm.sim.boot_delay",
-    # where the command worker's SSH key and known_hosts file live on this machine
+    # where the command worker's SSH keys and known_hosts file live on this machine
     "QRM_SSH_KEY_FILE": "qrm.ssh.key_file",
+    "QRM_SSH_KEY_DIR": "qrm.ssh.key_dir",
     "QRM_SSH_KNOWN_HOSTS": "qrm.ssh.known_hosts",
 }
 

@@ -60,14 +60,18 @@ def run_local(argv: Sequence[str], timeout: float,
 
 
 def execute(executor: str, argv: Sequence[str], timeout: float, *,
-            target: ssh.SshTarget | None = None) -> Outcome:
+            target: ssh.SshTarget | None = None, pool: ssh.SshPool | None = None) -> Outcome:
     """Run one attempt and describe what happened; never raises for the command's own
-    failures (only for programming errors)."""
+    failures (only for programming errors). ``ssh`` runs through ``pool`` (one connection
+    per endpoint), or over a connection of its own without one."""
     try:
         if executor == "local":
             exit_code, stdout, stderr = run_local(argv, timeout)
         elif executor == "ssh" and target is not None:
-            exit_code, stdout, stderr = ssh.run(target, argv, timeout)
+            if pool is not None:
+                exit_code, stdout, stderr = pool.run(target, argv, timeout)
+            else:
+                exit_code, stdout, stderr = ssh.run(target, argv, timeout)
         else:
             raise CommandNotRunnable(f"no target for executor {executor!r}")
     except ssh.SshUnreachable as error:

@@ -1,4 +1,4 @@
-"""The command worker: the ``commands.run`` job, every 2 s in every scheduler process.
+"""The command worker: the ``commands.drain`` job, every 2 s in every scheduler process.
 
 Each command goes through the outside-work protocol (docs/architecture.md):
 
@@ -8,12 +8,13 @@ Each command goes through the outside-work protocol (docs/architecture.md):
    lock from its start) and set to ``running``: ``attempts + 1``, ``claimed_by``,
    ``claimed_until = now + timeout + CLAIM_MARGIN_S``, ``started_at``. The claim commits
    before the command runs, so the intent is on record whatever happens next.
-2. **Run**, with no transaction open, through its executor (``ssh`` to the resource's IP,
-   or ``local``), bounded by the command's timeout.
+2. **Run**, with no transaction open, through its executor (``ssh`` to the SSH target of
+   its resource or storage host, over the process's pool of one connection per endpoint,
+   host keys pinned in ``ssh_host_key``; or ``local``), bounded by the command's timeout.
 3. **Outcome** (transaction 2), if the claim is still this attempt's: exit 0 → ``done``; any
    other exit code, a timeout, a refused host key or login → ``failed`` (not retried: the
    command did run, or cannot); the target unreachable → ``queued`` again after
-   ``RETRY_BASE_S · 2^(attempts-1)`` seconds, ``failed`` after ``max_attempts``.
+   ``RETRY_BASE_S · 2^(attempts-1)`` seconds, ``failed`` after ``max_attempts`` (3).
 
 A worker that crashes between 1 and 3 leaves a ``running`` row whose claim runs out; the
 next worker claims it again (and fails it once it has used up ``max_attempts``). A worker
@@ -21,8 +22,9 @@ whose claim ran out while it was still running finds the row re-claimed at step 
 discards its outcome. So a command can run more than once, and **every command must be
 idempotent**: running it twice leaves the target as running it once would.
 
-Every state change is written to the event log by ``system:commands``; the event of a
-failure carries the command's id (``event.command_id``) for a re-run.
+Every state change is written to the event log by ``system:commands``; the ERROR event of
+a failure names the command, carries its id (``event.command_id``) and the tail of its
+output; an admin re-runs it from the console or with ``qrm commands rerun ID``.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ from sqlalchemy import and_, or_, select
 from engine.commands.executors import EXECUTORS, Outcome, execute
 from engine.commands.models import Command, CommandState
 from engine.commands.ssh import SshTarget
-from engine.datacenter.models import Resource
+from engine.commands.targets import ssh_target, worker_pool
+from engine.datacenter.models import Resource, Storage
 from engine.datacenter.services import supports_row_locks
 from engine.db import utcnow
 from engine.events.models import EventLevel
@@ -48,7 +51,7 @@ from engine.security import Actor
 
 log = logging.getLogger(__name__)
 
-JOB_ID = "commands.run"
+JOB_ID = "commands.drain"
 INTERVAL_S = 2.0
 WORKER_ACTOR = Actor.system("commands")
 #: a claim lasts the command's timeout plus this (connecting, recording the outcome)
@@ -58,6 +61,8 @@ RETRY_BASE_S = 30
 #: the ``output`` column keeps this many characters: the head and the tail around a marker
 #: (16 000 characters are at most 64 000 bytes of UTF-8, within MariaDB's TEXT)
 MAX_STORED_OUTPUT = 16000
+#: the failure event quotes this many characters of the end of the output
+EVENT_OUTPUT_TAIL = 500
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,8 +80,8 @@ class Claim:
     refusal: str | None = None
 
 
-def run_commands_job(request: Any, *, max_commands: int = 100) -> int:
-    """The ``commands.run`` job: run due commands one at a time until none is due (at most
+def drain_commands_job(request: Any, *, max_commands: int = 100) -> int:
+    """The ``commands.drain`` job: run due commands one at a time until none is due (at most
     ``max_commands`` per run); return how many ran.
 
     The job's own transaction stays empty: each claim and each outcome is a transaction of
@@ -93,17 +98,19 @@ def run_one(registry: Any, *, owner: str) -> bool:
     claim = run_in_transaction(registry, claim_next, owner=owner)
     if claim is None:
         return False
-    outcome = run_claim(claim)
+    outcome = run_claim(claim, pool=worker_pool(registry))
     run_in_transaction(registry, record_outcome, claim=claim, outcome=outcome)
     return True
 
 
-def run_claim(claim: Claim) -> Outcome:
-    """Run one claimed attempt (no database access)."""
+def run_claim(claim: Claim, *, pool: Any = None) -> Outcome:
+    """Run one claimed attempt (no transaction open; the pool may read and pin host keys
+    in transactions of its own)."""
     if claim.refusal is not None:
         return Outcome(None, error=claim.refusal)
     try:
-        return execute(claim.executor, claim.argv, claim.timeout_s, target=claim.target)
+        return execute(claim.executor, claim.argv, claim.timeout_s, target=claim.target,
+                       pool=pool)
     except Exception as error:  # recorded as the attempt's failure instead of a stuck claim
         log.exception("command %s: the executor failed", claim.command_id)
         return Outcome(None, error=f"internal error: {error!r}")
@@ -176,24 +183,28 @@ def _target(request: Any, command: Command) -> tuple[SshTarget | None, str | Non
         return None, f"unknown executor {command.executor!r} (one of {', '.join(EXECUTORS)})"
     if command.executor != "ssh":
         return None, None
-    resource = (request.dbsession.get(Resource, command.resource_id)
-                if command.resource_id is not None else None)
-    if resource is None:
-        return None, "an ssh command needs a resource to run on"
-    if not resource.ip:
-        return None, f"resource {resource.id} ({resource.label}) has no IP address"
+    db = request.dbsession
+    machine: Resource | Storage | None = None
+    if command.storage_id is not None:
+        machine = db.get(Storage, command.storage_id)
+    elif command.resource_id is not None:
+        machine = db.get(Resource, command.resource_id)
+    if machine is None:
+        return None, "an ssh command needs a resource or a storage host to run on"
     try:
-        return SshTarget.from_settings(request.registry.settings, host=resource.ip), None
-    except ValueError as error:  # a bad qrm.ssh.* setting
-        return None, f"SSH settings: {error}"
+        return ssh_target(request.registry.settings, machine), None
+    except ValueError as error:  # no address, a bad qrm.ssh.* setting or key reference
+        return None, str(error)
 
 
 def _where(command: Command, target: SshTarget | None) -> str:
     if command.executor == "local":
         return "on the engine's machine"
+    machine = (f"storage {command.storage_id}" if command.storage_id is not None
+               else f"resource {command.resource_id}")
     if target is not None:
-        return f"on resource {command.resource_id} ({target.user}@{target.name})"
-    return f"on resource {command.resource_id}"
+        return f"on {machine} ({target.user}@{target.name})"
+    return f"on {machine}"
 
 
 def record_outcome(request: Any, *, claim: Claim, outcome: Outcome) -> None:
@@ -253,11 +264,20 @@ def _finish(command: Command, state: CommandState, now: dt.datetime, *,
 
 def _log_failure(events: EventService, command: Command) -> None:
     reason = command.error or f"exit {command.exit_code}"
+    message = (f"command {command.id} failed after {command.attempts} of "
+               f"{command.max_attempts} attempts: {reason}: {shlex.join(command.argv)}")
+    tail = output_tail(command.output or "")
+    if tail:
+        message += f"\noutput (end): {tail}"
     event = events.log(source="commands", name="command.failed", actor=WORKER_ACTOR,
-                       obj=command, level=EventLevel.ERROR,
-                       message=f"command {command.id} failed: {reason}: "
-                       f"{shlex.join(command.argv)}")
+                       obj=command, level=EventLevel.ERROR, message=message)
     event.command_id = command.id
+
+
+def output_tail(output: str, length: int = EVENT_OUTPUT_TAIL) -> str:
+    """The end of a command's output, for an event (``…`` marks a cut)."""
+    output = output.strip()
+    return output if len(output) <= length else "…" + output[-length:]
 
 
 def _describe(outcome: Outcome) -> str:

@@ -214,3 +214,15 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     if report.failed and isinstance(server, Sshd):
         report.sections.append((f"sshd log ({report.when})", server.log_text()))
     return report
+
+
+@pytest.fixture(autouse=True)
+def fresh_ssh_pool(app_config: Any) -> Iterator[None]:
+    """Each test ends with the worker's pooled SSH connections closed (the registry
+    outlives the test, its sshd does not)."""
+    from engine.commands.targets import POOL_KEY
+
+    yield
+    pool = app_config.registry.pop(POOL_KEY, None)
+    if pool is not None:
+        pool.close()

@@ -17,25 +17,26 @@ import pytest
 from sqlalchemy import select
 
 from engine.commands.executors import Outcome
-from engine.commands.models import Command, CommandState
+from engine.commands.models import Command, CommandState, SshHostKey
 from engine.commands.services import CommandService
 from engine.commands.ssh import (
     SshAuthenticationFailed,
     SshTarget,
     SshUnreachable,
+    fingerprint,
     run,
 )
 from engine.commands.worker import (
     MAX_STORED_OUTPUT,
     claim_next,
     record_outcome,
-    run_commands_job,
+    drain_commands_job,
     stored_output,
 )
 from engine.datacenter.models import Resource, VirtualizationKind
 from engine.datacenter.services import DatacenterService
 from engine.db import utcnow
-from engine.events.models import Event
+from engine.events.models import Event, EventLevel
 from engine.events.services import EventService
 from engine.scheduler.runner import run_in_transaction, run_job
 from engine.security import Actor
@@ -88,8 +89,8 @@ def enqueue(request: Any, resource: Resource | None, argv: list[str], **kw: Any)
 
 
 def work(registry: Any) -> int:
-    """One run of the commands.run job (errors raised, not logged)."""
-    return run_in_transaction(registry, run_commands_job)
+    """One run of the commands.drain job (errors raised, not logged)."""
+    return run_in_transaction(registry, drain_commands_job)
 
 
 def reload(request: Any, command: Command) -> Command:
@@ -257,7 +258,7 @@ def test_unreachable_target_is_retried_with_back_off_then_failed(pyramid_request
     set_ssh_settings(registry, monkeypatch, port=str(closed_port), host_key_policy="reject")
     command = enqueue(pyramid_request, machine, ["true"])
 
-    for attempt, pause_s in [(1, 30), (2, 60), (3, 120)]:
+    for attempt, pause_s in [(1, 30), (2, 60)]:
         before = utcnow()
         assert work(registry) == 1
         after = utcnow()
@@ -272,10 +273,10 @@ def test_unreachable_target_is_retried_with_back_off_then_failed(pyramid_request
 
     assert work(registry) == 1
     command = reload(pyramid_request, command)
-    assert (command.state, command.attempts) == (CommandState.FAILED, 4)
-    assert command.error.endswith("(gave up after 4 attempts)")
+    assert (command.state, command.attempts) == (CommandState.FAILED, 3)
+    assert command.error.endswith("(gave up after 3 attempts)")
     assert event_names(pyramid_request, command) == [
-        "command.queued", *["command.started", "command.retry"] * 3,
+        "command.queued", *["command.started", "command.retry"] * 2,
         "command.started", "command.failed"]
 
 
@@ -297,6 +298,18 @@ def configure_ssh(registry, sshd, known_hosts, monkeypatch) -> Any:
     return configure
 
 
+def pinned_keys(request: Any) -> list[tuple[str, int, str, str]]:
+    request.dbsession.expire_all()
+    return [(row.host, row.port, row.key_type, row.key_base64) for row in
+            request.dbsession.scalars(select(SshHostKey).order_by(SshHostKey.id))]
+
+
+def pin(request: Any, port: int, key: Any) -> None:
+    request.dbsession.add(SshHostKey(host="127.0.0.1", port=port, key_type=key.key_type,
+                                     key_base64=key.base64))
+    commit(request)
+
+
 def test_unknown_host_key_is_refused_by_the_reject_policy(pyramid_request, registry, machine,
                                                           configure_ssh, known_hosts):
     sshd = configure_ssh("reject", recorded="")
@@ -307,11 +320,12 @@ def test_unknown_host_key_is_refused_by_the_reject_policy(pyramid_request, regis
     command = reload(pyramid_request, command)
     assert (command.state, command.attempts) == (CommandState.FAILED, 1)
     assert command.error.startswith(f"unknown host key for [127.0.0.1]:{sshd.port} ")
-    assert known_hosts.read_text() == ""
+    assert pinned_keys(pyramid_request) == []
 
 
-def test_accept_new_records_the_first_host_key(pyramid_request, registry, machine,
-                                               configure_ssh, known_hosts):
+def test_accept_new_pins_the_first_host_key_in_the_database(pyramid_request, registry,
+                                                            machine, configure_ssh,
+                                                            known_hosts):
     sshd = configure_ssh("accept-new", recorded=None)
     first = enqueue(pyramid_request, machine, ["echo", "first"])
     second = enqueue(pyramid_request, machine, ["echo", "second"])
@@ -320,15 +334,62 @@ def test_accept_new_records_the_first_host_key(pyramid_request, registry, machin
 
     assert reload(pyramid_request, first).state is CommandState.DONE
     assert reload(pyramid_request, second).output == "second\n"
-    assert known_hosts.read_text() == sshd.known_hosts_line + "\n"
+    assert pinned_keys(pyramid_request) == [
+        ("127.0.0.1", sshd.port, sshd.host_key.key_type, sshd.host_key.base64)]
+    assert not known_hosts.exists()  # the database is where keys are pinned
+    pinned = pyramid_request.dbsession.scalars(
+        select(Event).where(Event.name == "ssh.host_key_pinned")).one()
+    assert fingerprint(sshd.host_key.base64) in pinned.message
+
+
+def test_known_hosts_vouches_for_a_key_that_is_then_pinned(pyramid_request, registry,
+                                                           machine, configure_ssh):
+    sshd = configure_ssh("reject", recorded=None)
+    configure_ssh("reject", recorded=sshd.known_hosts_line + "\n")
+    command = enqueue(pyramid_request, machine, ["true"])
+
+    assert work(registry) == 1
+
+    assert reload(pyramid_request, command).state is CommandState.DONE
+    assert pinned_keys(pyramid_request) == [
+        ("127.0.0.1", sshd.port, sshd.host_key.key_type, sshd.host_key.base64)]
 
 
 def test_changed_host_key_is_refused_even_by_accept_new(pyramid_request, registry, machine,
                                                         configure_ssh, known_hosts):
+    """The key pinned in the database is not the one the host offers: refused, whatever the
+    policy and whatever a known_hosts file says, with both fingerprints and an error event."""
+    sshd = configure_ssh("accept-new", recorded=None)
+    impostor = make_key(known_hosts.parent / "other_host_key")
+    known_hosts.write_text(sshd.known_hosts_line + "\n")  # vouches for the real key: no matter
+    pin(pyramid_request, sshd.port, impostor)
+    command = enqueue(pyramid_request, machine, ["true"])
+
+    assert work(registry) == 1
+
+    command = reload(pyramid_request, command)
+    assert (command.state, command.attempts) == (CommandState.FAILED, 1)
+    assert command.error == (
+        f"host key of [127.0.0.1]:{sshd.port} changed: it offers {sshd.host_key.key_type} "
+        f"{fingerprint(sshd.host_key.base64)}, the pinned key is {impostor.key_type} "
+        f"{fingerprint(impostor.base64)}; refused")
+    assert pinned_keys(pyramid_request) == [
+        ("127.0.0.1", sshd.port, impostor.key_type, impostor.base64)]
+    changed = pyramid_request.dbsession.scalars(
+        select(Event).where(Event.name == "ssh.host_key_changed")).one()
+    assert changed.level is EventLevel.ERROR
+    assert f"[127.0.0.1]:{sshd.port}" in changed.message
+    assert fingerprint(impostor.base64) in changed.message
+    assert fingerprint(sshd.host_key.base64) in changed.message
+    assert "Accepted publickey" not in sshd.log_text()  # refused before logging in
+
+
+def test_a_known_hosts_file_disagreeing_with_the_host_is_refused(pyramid_request, registry,
+                                                                  machine, configure_ssh,
+                                                                  known_hosts):
     impostor = make_key(known_hosts.parent / "other_host_key")
     port = configure_ssh("accept-new", recorded=None).port
-    recorded = f"[127.0.0.1]:{port} {impostor.key_type} {impostor.base64}\n"
-    known_hosts.write_text(recorded)
+    known_hosts.write_text(f"[127.0.0.1]:{port} {impostor.key_type} {impostor.base64}\n")
     command = enqueue(pyramid_request, machine, ["true"])
 
     assert work(registry) == 1
@@ -336,21 +397,8 @@ def test_changed_host_key_is_refused_even_by_accept_new(pyramid_request, registr
     command = reload(pyramid_request, command)
     assert (command.state, command.attempts) == (CommandState.FAILED, 1)
     assert command.error.startswith(f"host key of [127.0.0.1]:{port} changed")
-    assert known_hosts.read_text() == recorded
-
-
-def test_accept_new_without_a_writable_known_hosts_refuses_without_retry(
-        pyramid_request, registry, machine, configure_ssh, tmp_path):
-    sshd = configure_ssh("accept-new", recorded=None,
-                         known_hosts_file=tmp_path / "absent" / "known_hosts")
-    command = enqueue(pyramid_request, machine, ["true"])
-
-    assert work(registry) == 1
-
-    command = reload(pyramid_request, command)
-    assert (command.state, command.attempts) == (CommandState.FAILED, 1)
-    assert command.error.startswith(
-        f"new host key of [127.0.0.1]:{sshd.port} not accepted: cannot write ")
+    assert fingerprint(impostor.base64) in command.error
+    assert pinned_keys(pyramid_request) == []
 
 
 # -- the SSH module on its own ----------------------------------------------------------------
@@ -466,7 +514,7 @@ def test_two_workers_never_run_one_command_twice(committing_registry, tmp_path):
     def worker() -> None:
         try:
             start.wait(timeout=10)
-            ran.append(run_in_transaction(committing_registry, run_commands_job))
+            ran.append(run_in_transaction(committing_registry, drain_commands_job))
         except BaseException as error:
             errors.append(error)
 
@@ -492,9 +540,9 @@ def test_two_workers_never_run_one_command_twice(committing_registry, tmp_path):
     assert started == count
 
 
-def test_commands_run_is_a_registered_job_of_every_scheduler_process(pyramid_request,
-                                                                     registry):
-    job = registry["qrm.jobs"]["commands.run"]
+def test_commands_drain_is_a_registered_job_of_every_scheduler_process(pyramid_request,
+                                                                       registry):
+    job = registry["qrm.jobs"]["commands.drain"]
     assert (job.interval_s, job.singleton) == (2.0, False)
     command = enqueue(pyramid_request, None, ["true"], executor="local")
 
