@@ -67,7 +67,8 @@ class CommandService:
         """How many commands are in each state."""
         rows = self.db.execute(select(Command.state, func.count()).group_by(Command.state))
         counts = dict.fromkeys(CommandState, 0)
-        counts.update(dict(rows.tuples()))
+        for state, count in rows:
+            counts[state] = count
         return counts
 
     def set_ssh_target(self, machine: Resource | Storage, *, actor: Actor,

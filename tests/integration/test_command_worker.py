@@ -29,8 +29,8 @@ from engine.commands.ssh import (
 from engine.commands.worker import (
     MAX_STORED_OUTPUT,
     claim_next,
-    record_outcome,
     drain_commands_job,
+    record_outcome,
     stored_output,
 )
 from engine.datacenter.models import Resource, VirtualizationKind
