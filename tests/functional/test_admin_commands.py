@@ -188,3 +188,20 @@ def test_commands_page_in_german(testapp, demo_cloud, pyramid_request):
     assert "Erneut ausführen" in page
     assert "eingereiht" in page.html.find("nav", class_="filters").get_text()
     assert "Befehle" in page.html.find("nav", class_="mainnav").get_text()
+
+
+def test_resources_page_shows_a_machine_s_ssh_target(testapp, demo_cloud, pyramid_request):
+    from engine.datacenter.models import Resource
+
+    resource = pyramid_request.dbsession.query(Resource).order_by(Resource.id).first()
+    pyramid_request.find_service(CommandService).set_ssh_target(
+        resource, host="10.9.8.7", port=2222, user="qrm", key="kvm_ed25519", actor=ADMIN)
+    resource_id = resource.id
+    commit(pyramid_request)
+    admin_login(testapp)
+
+    page = testapp.get("/admin/resources")
+
+    row = page.html.find("tr", attrs={"data-resource": str(resource_id)})
+    assert " ".join(row.find_all("td")[-1].get_text(" ").split()) == (
+        "qrm@10.9.8.7:2222 (key kvm_ed25519)")
