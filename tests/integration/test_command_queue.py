@@ -8,6 +8,7 @@ import importlib
 import os
 import pathlib
 import signal
+import threading
 from typing import Any
 
 import pytest
@@ -193,6 +194,34 @@ def test_pool_run_times_out_and_keeps_the_connection_usable(sshd, tmp_path):
         assert pool.run(target, ["sh", "-c", "cat; exit 4"], 10, input="back\n") == (
             4, b"back\n", b"")
         assert pool.connects == 1
+    finally:
+        pool.close()
+
+
+def test_threads_share_the_pool_s_one_connection(sshd, tmp_path):
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(sshd.known_hosts_line + "\n")
+    target = SshTarget("127.0.0.1", sshd.port, sshd.user, str(sshd.client_key.private_path),
+                       str(known_hosts))
+    pool = SshPool()
+    results: dict[int, Any] = {}
+
+    def run_some(first: int) -> None:
+        for n in range(first, first + 5):
+            try:
+                results[n] = pool.run(target, ["echo", str(n)], 10)
+            except Exception as error:  # reported below
+                results[n] = error
+
+    threads = [threading.Thread(target=run_some, args=(first,)) for first in (0, 5, 10)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+        assert results == {n: (0, f"{n}\n".encode(), b"") for n in range(15)}
+        assert pool.connects == 1
+        assert accepted_logins(sshd) == 1
     finally:
         pool.close()
 
