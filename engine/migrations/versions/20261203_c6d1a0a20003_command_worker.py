@@ -22,7 +22,7 @@ from sqlalchemy.dialects import mysql
 TIMESTAMP = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 revision = 'c6d1a0a20003'
-down_revision = '8fcdc4f71a5e'  # TEMPORARY: c6d1a0a20002 in the final commit
+down_revision = 'c6d1a0a20002'
 branch_labels = None
 depends_on = None
 
