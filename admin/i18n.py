@@ -19,6 +19,7 @@ from engine.cloud.models import (
     ProvisionStep,
     RequestStatus,
 )
+from engine.commands.models import CommandState
 from engine.datacenter.models import ApplianceState, ResourceState, VirtualizationKind
 from engine.errors import (
     AuthenticationFailed,
@@ -75,6 +76,10 @@ LABELS: dict[type[enum.Enum], dict[str, TranslationString]] = {
         "kernel": _("Kernel"), "memory": _("Memory (MB)"), "network": _("Network cards"),
         "puppet": _("Puppet groups"), "quantity": _("Systems per request"),
         "resource": _("Virtualization"),
+    },
+    CommandState: {
+        "queued": _("queued"), "running": _("running"), "done": _("done"),
+        "failed": _("failed"),
     },
     EventLevel: {
         "critical": _("critical"), "error": _("error"), "warning": _("warning"),

@@ -32,6 +32,10 @@ def includeme(config: Any) -> None:
     config.add_route("admin.resources", "/resources")
     config.add_route("admin.appliances", "/appliances")
 
+    config.add_route("admin.commands", "/commands")
+    config.add_route("admin.commands.detail", f"/commands/{ID}")
+    config.add_route("admin.commands.rerun", f"/commands/{ID}/rerun")
+
     config.add_route("admin.events", "/events")
     config.add_route("admin.events.acknowledge", f"/events/{ID}/acknowledge")
 

@@ -21,6 +21,10 @@ ENVIRONMENT_OVERRIDES = {
     "QRM_SIM_BOOT_DELAY": "qrm.sim.boot_delay",
     "QRM_CLOCK": "qrm.clock",
     "QRM_SIM_STATE": "qrm.sim.state",
+    # where the command worker's SSH keys and known_hosts file live on this machine
+    "QRM_SSH_KEY_FILE": "qrm.ssh.key_file",
+    "QRM_SSH_KEY_DIR": "qrm.ssh.key_dir",
+    "QRM_SSH_KNOWN_HOSTS": "qrm.ssh.known_hosts",
 }
 
 TRUTHY = {"1", "true", "yes", "on"}

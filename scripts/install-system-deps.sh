@@ -2,8 +2,10 @@
 # Debian packages the test suite uses. Installs only what is missing; safe to run again.
 set -euo pipefail
 
-# php-cli + php-soap: the PHP SoapClient interop tests; chromium: the browser tests
-PACKAGES=(${QRM_SYSTEM_PACKAGES:-php-cli php-soap chromium})
+# php-cli + php-soap: the PHP SoapClient interop tests; chromium: the browser tests;
+# openssh-server + openssh-client: the command worker's tests run a real sshd (started by the
+# test fixture itself, never as a system service) and generate keys with ssh-keygen
+PACKAGES=(${QRM_SYSTEM_PACKAGES:-php-cli php-soap chromium openssh-server openssh-client})
 
 missing=()
 for package in "${PACKAGES[@]}"; do

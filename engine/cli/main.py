@@ -171,6 +171,71 @@ for _action in ("enable", "start", "stop", "disable"):
     plugins.command(_action)(_plugin_action(_action))
 
 
+# -- the command queue -----------------------------------------------------------------------
+@main.group()
+def commands() -> None:
+    """The remote command queue: list commands, re-run a failed one."""
+
+
+@commands.command("list")
+@click.option("--state", type=click.Choice(["queued", "running", "failed", "done"]),
+              help="Only commands in this state.")
+@click.option("--limit", default=50, show_default=True, help="At most this many, newest first.")
+@click.pass_obj
+def commands_list(ctx: Context, state: str | None, limit: int) -> None:
+    """List commands: id, state, target, argv, attempts, exit code, when."""
+    import shlex
+
+    from engine.commands.models import CommandState
+    from engine.commands.services import CommandService
+
+    def rows(request: Any) -> list[tuple[str, ...]]:
+        found = request.find_service(CommandService).list(
+            state=CommandState(state) if state else None, limit=limit)
+        return [(str(command.id), command.state.value, _command_target(command),
+                 shlex.join(command.argv), f"{command.attempts}/{command.max_attempts}",
+                 "-" if command.exit_code is None else str(command.exit_code),
+                 _when(command)) for command in found]
+
+    header = ("ID", "STATE", "TARGET", "ARGV", "ATTEMPTS", "EXIT", "WHEN (UTC)")
+    table = [header, *ctx.run(rows)]
+    if len(table) == 1:
+        click.echo("no commands")
+        return
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    for row in table:
+        argv = row[3] if len(row[3]) <= 60 else row[3][:59] + "…"
+        cells = [row[0].rjust(widths[0]), row[1].ljust(widths[1]), row[2].ljust(widths[2]),
+                 argv.ljust(min(widths[3], 60)), row[4].rjust(widths[4]),
+                 row[5].rjust(widths[5]), row[6]]
+        click.echo("  ".join(cells).rstrip())
+
+
+def _when(command: Any) -> str:
+    moment = command.finished_at or command.started_at or command.created_at
+    return f"{moment:%Y-%m-%d %H:%M:%S}"
+
+
+def _command_target(command: Any) -> str:
+    if command.executor == "local":
+        return "local"
+    if command.storage_id is not None:
+        return f"storage {command.storage_id}"
+    return f"resource {command.resource_id}" if command.resource_id is not None else "-"
+
+
+@commands.command("rerun")
+@click.argument("command_id", type=int, metavar="ID")
+@click.pass_obj
+def commands_rerun(ctx: Context, command_id: int) -> None:
+    """Queue failed command ID again, with a fresh set of attempts."""
+    from engine.commands.services import CommandService
+
+    ctx.run(lambda request: request.find_service(CommandService).rerun(
+        command_id, actor=Actor.system("cli")))
+    click.echo(f"command {command_id} queued again")
+
+
 # -- processes -------------------------------------------------------------------------------
 @main.command()
 @click.pass_obj

@@ -1,13 +1,21 @@
-"""The remote command queue: services enqueue argv lists; the worker runs them."""
+"""The remote command queue: services enqueue argv lists; the worker runs them.
+
+A queued command may run more than once (see :mod:`engine.commands.worker`): enqueue only
+idempotent commands, ones that leave the target as they found it when run a second time.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from engine.commands.models import Command
-from engine.datacenter.models import Resource
+from engine.commands.models import Command, CommandState
+from engine.commands.ssh import check_key_reference
+from engine.datacenter.models import Resource, Storage
+from engine.db import utcnow
+from engine.errors import InvalidState, NotFound, ValidationError
 from engine.events.models import EventLevel
 from engine.events.services import EventService
 from engine.security import Actor
@@ -22,17 +30,84 @@ class CommandService:
         return cls(request.dbsession, events=request.find_service(EventService))
 
     def enqueue(self, resource: Resource | None, argv: list[str], *, actor: Actor,
-                executor: str = "ssh", timeout_s: int = 30) -> Command:
-        """Queue ``argv`` to run on ``resource`` (or locally); never a shell string."""
+                executor: str = "ssh", timeout_s: int = 30,
+                storage: Storage | None = None) -> Command:
+        """Queue ``argv`` to run on ``resource`` or the storage host ``storage`` (over SSH)
+        or locally; never a shell string.
+
+        The command must be idempotent: the worker may run it more than once."""
         if not argv or not all(isinstance(arg, str) for arg in argv):
             raise ValueError("argv must be a non-empty list of strings")
-        command = Command(resource_id=resource.id if resource else None, argv=list(argv),
+        command = Command(resource_id=resource.id if resource else None,
+                          storage_id=storage.id if storage else None, argv=list(argv),
                           executor=executor, timeout_s=timeout_s, actor=actor.label)
         self.db.add(command)
         self.db.flush()
+        where = (f"storage {storage.id}" if storage else f"resource {resource.id}" if resource
+                 else "the engine")
         self.events.log(source="commands", name="command.queued", actor=actor, obj=command,
                         level=EventLevel.INFO,
-                        message=f"command {command.id} queued for "
-                        + (f"resource {resource.id}" if resource else "the engine")
-                        + f": {' '.join(argv)}")
+                        message=f"command {command.id} queued for {where}: {' '.join(argv)}")
+        return command
+
+    def get(self, command_id: int) -> Command:
+        command = self.db.get(Command, command_id)
+        if command is None:
+            raise NotFound(f"no command {command_id}")
+        return command
+
+    def list(self, *, state: CommandState | None = None, limit: int = 200) -> list[Command]:
+        """The newest commands first (only those in ``state``, if given)."""
+        query = select(Command).order_by(Command.id.desc()).limit(limit)
+        if state is not None:
+            query = query.where(Command.state == state)
+        return list(self.db.scalars(query))
+
+    def counts(self) -> dict[CommandState, int]:
+        """How many commands are in each state."""
+        rows = self.db.execute(select(Command.state, func.count()).group_by(Command.state))
+        counts = dict.fromkeys(CommandState, 0)
+        for state, count in rows:
+            counts[state] = count
+        return counts
+
+    def set_ssh_target(self, machine: Resource | Storage, *, actor: Actor,
+                       host: str | None = None, port: int | None = None,
+                       user: str | None = None, key: str | None = None) -> None:
+        """Name the SSH target of a resource or storage host (None: the default: the IP
+        address, ``qrm.ssh.port``, ``.user``, ``.key_file``). ``key`` is a key file's name
+        under ``qrm.ssh.key_dir`` or an absolute path, never key material."""
+        if port is not None and not 0 < int(port) < 65536:
+            raise ValidationError(f"SSH port {port} is out of range", field="ssh_port")
+        try:
+            key = check_key_reference(key)
+        except ValueError as error:
+            raise ValidationError(str(error), field="ssh_key") from None
+        if host is not None and (not host.strip() or len(host) > 255 or " " in host.strip()):
+            raise ValidationError(f"{host!r} is not a host name or address", field="ssh_host")
+        machine.ssh_host = host.strip() if host else None
+        machine.ssh_port = int(port) if port is not None else None
+        machine.ssh_user = user or None
+        machine.ssh_key = key
+        kind = "storage" if isinstance(machine, Storage) else "resource"
+        target = f"{machine.ssh_user or '(default user)'}@{machine.ssh_host or '(its IP)'}"
+        if machine.ssh_port:
+            target += f":{machine.ssh_port}"
+        self.events.log(source="commands", name="ssh.target_set", actor=actor, obj=machine,
+                        level=EventLevel.NOTICE,
+                        message=f"SSH target of {kind} {machine.id}: {target}"
+                        + (f", key {key}" if key else ""))
+
+    def rerun(self, command_id: int, *, actor: Actor) -> Command:
+        """Queue a failed command again, with a fresh set of attempts."""
+        command = self.get(command_id)
+        if command.state is not CommandState.FAILED:
+            raise InvalidState(f"command {command_id} is {command.state.value}, not failed")
+        command.state = CommandState.QUEUED
+        command.attempts = 0
+        command.not_before = utcnow()
+        command.finished_at = command.exit_code = command.error = None
+        command.claimed_by = command.claimed_until = None
+        self.events.log(source="commands", name="command.rerun", actor=actor, obj=command,
+                        level=EventLevel.NOTICE, message=f"command {command.id} queued again")
         return command

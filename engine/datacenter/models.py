@@ -72,6 +72,15 @@ class Storage(Base):
     resource_id: Mapped[int | None] = mapped_column(ForeignKey("resource.id", use_alter=True))
     capacity_mb: Mapped[int] = mapped_column(Integer, default=0)
     comment: Mapped[str] = mapped_column(String(255), default="")
+    #: its SSH target (the command worker, SSH-driven plugins); unset parts fall back to
+    #: its resource's IP address and the ``qrm.ssh.*`` settings. ``ssh_key`` is a *reference* (a key
+    #: file's name under ``qrm.ssh.key_dir``, or a path), never key material
+    ssh_host: Mapped[str | None] = mapped_column(String(255))
+    ssh_port: Mapped[int | None] = mapped_column(Integer)
+    ssh_user: Mapped[str | None] = mapped_column(String(64))
+    ssh_key: Mapped[str | None] = mapped_column(String(255))
+
+    resource: Mapped[Resource | None] = relationship(foreign_keys=[resource_id])
 
 
 class Kernel(Base):
@@ -153,6 +162,13 @@ class Resource(Base):
     power_seq: Mapped[int] = mapped_column(Integer, default=0)
     #: when reconciliation found the VM gone from its host (NULL: present)
     missing_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    #: its SSH target (the command worker, SSH-driven plugins); unset parts fall back to
+    #: ``ip`` and the ``qrm.ssh.*`` settings. ``ssh_key`` is a *reference* (a key
+    #: file's name under ``qrm.ssh.key_dir``, or a path), never key material
+    ssh_host: Mapped[str | None] = mapped_column(String(255))
+    ssh_port: Mapped[int | None] = mapped_column(Integer)
+    ssh_user: Mapped[str | None] = mapped_column(String(64))
+    ssh_key: Mapped[str | None] = mapped_column(String(255))
 
     virtualization_type: Mapped[VirtualizationType] = relationship()
     host: Mapped[Resource | None] = relationship(remote_side=[id])

@@ -1,0 +1,1 @@
+"""Integration tests against real outside programs (an OpenSSH sshd started by the test)."""
