@@ -20,7 +20,12 @@ from engine.cloud.models import (
     RequestStatus,
 )
 from engine.commands.models import CommandState
-from engine.datacenter.models import ApplianceState, ResourceState, VirtualizationKind
+from engine.datacenter.models import (
+    ApplianceState,
+    CallState,
+    ResourceState,
+    VirtualizationKind,
+)
 from engine.errors import (
     AuthenticationFailed,
     InsufficientCredit,
@@ -57,9 +62,12 @@ LABELS: dict[type[enum.Enum], dict[str, TranslationString]] = {
         "new": _("not started"), "appliance": _("appliance created"),
         "resource": _("resource claimed"), "image": _("image ready"),
         "addresses": _("addresses assigned"), "starting": _("starting"),
-        "running": _("running"), "stopping": _("stopping"), "released": _("released"),
-        "failed": _("failed"),
+        "running": _("running"), "pausing": _("pausing"), "paused": _("paused"),
+        "stopping": _("stopping"), "stopped": _("stopped"), "freed": _("addresses released"),
+        "unassigned": _("appliance removed"), "volume-removed": _("volume removed"),
+        "released": _("released"), "failed": _("failed"),
     },
+    CallState: {"pending": _("pending"), "done": _("done"), "failed": _("failed")},
     CloudUserStatus: {"active": _("active"), "disabled": _("disabled"), "pending": _("pending")},
     ResourceState: {
         "unknown": _("unknown"), "booting": _("booting"), "idle": _("idle"),

@@ -32,6 +32,8 @@ def includeme(config: Any) -> None:
     config.add_route("admin.resources", "/resources")
     config.add_route("admin.appliances", "/appliances")
 
+    config.add_route("admin.calls", "/calls")
+    config.add_route("admin.calls.retry", f"/calls/{ID}/retry")
     config.add_route("admin.commands", "/commands")
     config.add_route("admin.commands.detail", f"/commands/{ID}")
     config.add_route("admin.commands.rerun", f"/commands/{ID}/rerun")

@@ -177,6 +177,45 @@ class CallService:
             call.state, call.attempts, call.not_before = CallState.PENDING, 0, utcnow()
             call.claimed_until = None
 
+    def listing(self, *, done_limit: int = 50) -> list[DriverCall]:
+        """For the console: every call not done (failed first, then pending), then the
+        latest ``done_limit`` done ones."""
+        open_calls = list(self.db.scalars(
+            select(DriverCall).where(DriverCall.state != CallState.DONE)
+            .order_by(DriverCall.state, DriverCall.id.desc())))
+        done = list(self.db.scalars(
+            select(DriverCall).where(DriverCall.state == CallState.DONE)
+            .order_by(DriverCall.id.desc()).limit(done_limit)))
+        return sorted(open_calls, key=lambda call: call.state is not CallState.FAILED) + done
+
+    def retry_failed(self, call_id: Any, *, actor: Actor) -> DriverCall:
+        """An admin has a failed call made again (its owner waits for it again)."""
+        from engine.errors import InvalidState, NotFound, PermissionDenied
+        from engine.i18n import _
+
+        if not actor.is_admin:
+            raise PermissionDenied(_("only an admin may do this"))
+        call = self.db.get(DriverCall, int(call_id)) if str(call_id).isdigit() else None
+        if call is None:
+            raise NotFound(_("no call ${id}", mapping={"id": call_id}), field="call_id")
+        if call.state is not CallState.FAILED:
+            raise InvalidState(_("call ${id} has not failed", mapping={"id": call.id}),
+                               field="call_id")
+        if call.owner is not None:
+            raise InvalidState(_("call ${id} belongs to ${owner}: retry that instead",
+                                 mapping={"id": call.id, "owner": call.owner}),
+                               field="call_id")
+        self.retry(call)
+        self.events.log(source="datacenter", name="call.retry", actor=actor,
+                        object_type="driver_call", object_id=call.id,
+                        message=f"{call.operation} ({call.key}) is made again, by "
+                        f"{actor.label}")
+        if self.request is not None:
+            from engine.scheduler.kick import kick_after_commit
+
+            kick_after_commit(self.request, "datacenter.calls")
+        return call
+
     def give_up(self, call: DriverCall, *, reason: str) -> None:
         """Stop trying a pending call (``superseded``); its owner no longer waits for it."""
         call.state, call.error_kind, call.owner = CallState.FAILED, "superseded", None

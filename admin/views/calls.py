@@ -1,0 +1,36 @@
+"""Outside work: the calls to hosts and storage (made, waiting, failed), and Retry."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyramid.httpexceptions import HTTPSeeOther
+from pyramid.view import view_config
+
+from admin.i18n import _, error_text, translate
+from admin.rendering import flash, template
+from admin.views import acting_admin, matched_id, redirect
+from engine.datacenter.calls import CallService
+from engine.errors import QrmError
+from engine.permissions import Permissions
+
+
+@view_config(route_name="admin.calls", request_method="GET", renderer=template("calls"),
+             permission=Permissions.ADMIN_VIEW)
+def call_list(request: Any) -> dict[str, Any]:
+    return {"calls": request.find_service(CallService).listing()}
+
+
+@view_config(route_name="admin.calls.retry", request_method="POST",
+             permission=Permissions.ADMIN_MANAGE)
+def retry(request: Any) -> HTTPSeeOther:
+    call_id = matched_id(request)
+    try:
+        request.find_service(CallService).retry_failed(call_id, actor=acting_admin(request))
+    except QrmError as error:
+        request.tm.abort()
+        request.tm.begin()
+        flash(request, error_text(request, error), error=True)
+    else:
+        flash(request, translate(request, _("Call ${id} is made again."), id=call_id))
+    return redirect(request, "admin.calls")
