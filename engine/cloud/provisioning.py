@@ -95,9 +95,9 @@ STEP_MOVES: dict[ProvisionStep, frozenset[ProvisionStep]] = {
 }
 
 
-#: provisioning calls a teardown makes moot (what they may have made is removed by name)
-SUPERSEDED_BY_TEARDOWN = frozenset({"create_vm", "clone_volume", "authenticate", "reboot_vm",
-                                    "start_vm", "power"})
+#: provisioning calls a teardown makes moot: what they may have made is removed by name
+#: (power actions and exports are not: a machine must leave its image, an export must close)
+SUPERSEDED_BY_TEARDOWN = frozenset({"create_vm", "clone_volume"})
 
 
 def owner_of(request_id: int) -> str:
