@@ -7,9 +7,9 @@ from typing import Any
 from pyramid.httpexceptions import HTTPSeeOther
 from pyramid.view import view_config
 
-from admin.i18n import _, error_text, translate
+from admin.i18n import _, translate
 from admin.rendering import flash, template
-from admin.views import acting_admin, matched_id, redirect
+from admin.views import acting_admin, matched_id, redirect, refuse_with_flash
 from engine.datacenter.calls import CallService
 from engine.errors import QrmError
 from engine.permissions import Permissions
@@ -28,9 +28,7 @@ def retry(request: Any) -> HTTPSeeOther:
     try:
         request.find_service(CallService).retry_failed(call_id, actor=acting_admin(request))
     except QrmError as error:
-        request.tm.abort()
-        request.tm.begin()
-        flash(request, error_text(request, error), error=True)
+        refuse_with_flash(request, error)
     else:
         flash(request, translate(request, _("Call ${id} is made again."), id=call_id))
     return redirect(request, "admin.calls")

@@ -134,9 +134,7 @@ def _compare(request: Any, target: _Target, objects: list[Any], since: dt.dateti
 def _compare_host(request: Any, target: _Target, objects: list[Any], busy: set[str],
                   findings: Findings) -> None:
     db = request.dbsession
-    calls = request.find_service(CallService)
     events = request.find_service(EventService)
-    remove = asbool(request.registry.settings.get(REMOVE_ORPHANS_SETTING, False))
     rows = {vm_name(vm.id): vm for vm in db.scalars(
         select(Resource).where(Resource.host_id == target.id))}
     present = {info.name for info in objects}
@@ -144,12 +142,8 @@ def _compare_host(request: Any, target: _Target, objects: list[Any], busy: set[s
         if not name.startswith(VM_PREFIX) or db.scalar(select(Resource.id).where(
                 Resource.id == _suffix_id(name, VM_PREFIX))) is not None:
             continue
-        _orphan(request, findings, events, f"VM {name} on host {target.label}")
-        if remove:
-            with calls.owned_by(None):
-                calls.record(f"remove-orphan:host:{target.id}:{name}", "remove_vm",
-                             driver=target.driver, target=target.ref,
-                             arguments={"name": name}, actor=ACTOR)
+        _orphan(request, findings, target, f"VM {name} on host {target.label}",
+                name=name, removal=("remove_vm", {"name": name}))
     for name, vm in rows.items():
         if name in present:
             vm.missing_since = None
@@ -163,9 +157,7 @@ def _compare_host(request: Any, target: _Target, objects: list[Any], busy: set[s
 def _compare_storage(request: Any, target: _Target, objects: list[Any], busy: set[str],
                      findings: Findings) -> None:
     db = request.dbsession
-    calls = request.find_service(CallService)
     events = request.find_service(EventService)
-    remove = asbool(request.registry.settings.get(REMOVE_ORPHANS_SETTING, False))
     rows = {image.root_device: image for image in db.scalars(
         select(Image).where(Image.storage_id == target.id, Image.root_device != ""))}
     present = {info.root_device: info for info in objects}
@@ -177,12 +169,8 @@ def _compare_storage(request: Any, target: _Target, objects: list[Any], busy: se
         if image_id is not None and (db.get(Image, image_id) is not None
                                      or _busy(busy, "image", image_id)):
             continue  # its row exists (its root device is being recorded)
-        _orphan(request, findings, events, f"volume {root_device} on storage {target.label}")
-        if remove:
-            with calls.owned_by(None):
-                calls.record(f"remove-orphan:storage:{target.id}:{info.name}",
-                             "remove_volume", driver=target.driver, target=target.ref,
-                             arguments={"root_device": root_device}, actor=ACTOR)
+        _orphan(request, findings, target, f"volume {root_device} on storage {target.label}",
+                name=info.name, removal=("remove_volume", {"root_device": root_device}))
     for root_device, image in rows.items():
         if root_device in present:
             image.missing_since = None
@@ -198,14 +186,23 @@ def _suffix_id(name: str, prefix: str) -> int | None:
     return int(tail) if tail.isdigit() else None
 
 
-def _orphan(request: Any, findings: Findings, events: EventService, what: str) -> None:
+def _orphan(request: Any, findings: Findings, target: _Target, what: str, *, name: str,
+            removal: tuple[str, dict[str, Any]]) -> None:
+    """Report an orphan, and record its removal if the settings say so."""
     findings.orphans.append(what)
     remove = asbool(request.registry.settings.get(REMOVE_ORPHANS_SETTING, False))
-    events.log(source="datacenter", name="reconcile.orphan", actor=ACTOR,
-               level=EventLevel.WARNING, object_type="datacenter",
-               message=f"{what} is not known to the engine; "
-               + ("it is being removed" if remove else
-                  f"it is left alone ({REMOVE_ORPHANS_SETTING} is off)"))
+    request.find_service(EventService).log(
+        source="datacenter", name="reconcile.orphan", actor=ACTOR, level=EventLevel.WARNING,
+        object_type="datacenter", message=f"{what} is not known to the engine; "
+        + ("it is being removed" if remove else
+           f"it is left alone ({REMOVE_ORPHANS_SETTING} is off)"))
+    if remove:
+        calls = request.find_service(CallService)
+        operation, arguments = removal
+        with calls.owned_by(None):
+            calls.record(f"remove-orphan:{target.kind}:{target.id}:{name}", operation,
+                         driver=target.driver, target=target.ref, arguments=arguments,
+                         actor=ACTOR)
 
 
 def _vanished(request: Any, findings: Findings, events: EventService, row: Any, what: str,
