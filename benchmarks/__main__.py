@@ -279,7 +279,7 @@ def throughput(registry: Any, drive: str, cutoff: float, profile: bool,
     running = None
     if drive == "scheduler":
         running = start_scheduler(registry, listen=False)
-        time.sleep(1)  # every job's first run at start (nothing to do yet)
+        settle(engine)  # every job's first run at start (nothing to do yet)
     else:
         registry["qrm.kicker"] = NullKicker()
     profiler = cProfile.Profile() if profile else None
@@ -348,6 +348,22 @@ def postgresql_url() -> tuple[str | None, str]:
     return url, ""
 
 
+def settle(engine: Any, within: float = 15.0) -> None:
+    """Wait until a starting scheduler's first run of every job is over (no lease held)."""
+    from engine.scheduler.models import JobLease
+
+    time.sleep(0.5)
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        with engine.connect() as connection:
+            held = connection.execute(select(func.count()).select_from(JobLease)).scalar()
+            connection.rollback()
+        if not held:
+            break
+        time.sleep(0.05)
+    time.sleep(0.5)
+
+
 def web_and_scheduler(url: str, folder: str) -> tuple[Figure, str]:
     registry_engine = get_engine({"sqlalchemy.url": url})
     migrate(registry_engine, fresh=True)
@@ -371,7 +387,7 @@ def web_and_scheduler(url: str, folder: str) -> tuple[Figure, str]:
                 raise RuntimeError("the scheduler did not start:\n"
                                    + pathlib.Path(log_path).read_text()[-3000:])
             time.sleep(0.05)
-        time.sleep(1)  # its first run of every job, and LISTEN, in place
+        settle(engine_of(registry))  # its first run of every job over, LISTEN in place
         figure, warm_up = latency("latency_web_scheduler_pg", registry)
         note = f"warm-up {warm_up:.3f} s" if warm_up is not None else "warm-up never active"
         if not figure.ok:
@@ -435,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
         run_in_transaction(registry, prepare)
         running = start_scheduler(registry, listen=False)
         try:
-            time.sleep(1)  # every job's first run at start
+            settle(engine_of(registry))  # every job's first run at start
             figure, warm_up = latency("latency_one_process", registry)
         finally:
             running.shutdown(wait=True)  # nothing left to do: returns at once
