@@ -10,10 +10,10 @@ Figures (goals for 2 cores), each printed against its goal; exit 1 when one is m
 * ``latency_web_scheduler_pg``: the same, but the bench process is the web worker
   (``qrm.kick = database``: its commit NOTIFYs) and a real ``qrm -c production.ini scheduler``
   subprocess does the work, on PostgreSQL (``QRM_BENCH_POSTGRESQL_URL``, by default the local
-  ``qrm_bench`` database if it answers; skipped otherwise). The database is rebuilt from
-  scratch; the subprocess is stopped at the end (terminate, then kill). Median ≤ 0.5 s.
-* ``charge``: 24 late hours of each appliance of the latency run (21) charged by one
-  ``billing.charge`` run; ≤ 10 s.
+  ``qrm_bench`` database if it answers; skipped otherwise). Runs first, on a database rebuilt
+  from scratch; the subprocess is stopped at the end (terminate, then kill). Median ≤ 0.5 s.
+* ``charge``: 24 late hours of each appliance of the one-process latency run (21) charged by
+  one ``billing.charge`` run, on its database; ≤ 10 s.
 * ``throughput``: 1,000 requests approved in one transaction, then the engine drives them all
   to active; ≤ 60 s. By default the in-process APScheduler drives it (``start_scheduler``, as
   ``qrm scheduler`` runs its jobs: in parallel threads, woken by kicks); ``--drive loop`` runs
@@ -444,6 +444,13 @@ def main(argv: list[str] | None = None) -> int:
               + (f"{describe(pg_url)} rebuilt; `qrm -c production.ini scheduler` subprocess "
                  "(qrm.kick = database: NOTIFY), this process the web worker"
                  if pg_url else f"skipped: {pg_skipped}"), flush=True)
+        # first: QRM_BENCH_DATABASE_URL may name the same database, rebuilt again below
+        if pg_url:
+            figure, note = web_and_scheduler(pg_url, folder)
+            figures.append(figure)
+            print(figure.line() + f"   [{note}]", flush=True)
+        else:
+            print(f"{'latency_web_scheduler_pg':<26}  skipped: {pg_skipped}", flush=True)
         engine = get_engine({"sqlalchemy.url": url})
         migrate(engine, fresh=not url.startswith("sqlite"))
         engine.dispose()
@@ -460,12 +467,6 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
         figures.append(charge(registry))
         print(figures[-1].line(), flush=True)
-        if pg_url:
-            figure, note = web_and_scheduler(pg_url, folder)
-            figures.append(figure)
-            print(figure.line() + f"   [{note}]", flush=True)
-        else:
-            print(f"{'latency_web_scheduler_pg':<26}  skipped: {pg_skipped}", flush=True)
         # last: a run cut off leaves its job running in a thread of its own
         before = current_rss_mb()
         figures.append(throughput(registry, drive, args.cutoff, args.profile, args.requests))
