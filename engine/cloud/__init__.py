@@ -14,3 +14,10 @@ def includeme(config: Any) -> None:
     config.register_service_factory(CloudRequestService.create_service, CloudRequestService)
     config.register_service_factory(ProvisioningService.create_service, ProvisioningService)
     config.add_job("cloud.sweep", sweep_job, 10)
+    # requests waiting for a machine's report or an outside call are made due by it
+    from engine.cloud.provisioning import on_call_done, on_resource_changed
+    from engine.datacenter.calls import CallDone
+    from engine.monitoring.services import ResourceStateChanged
+
+    config.add_subscriber(on_resource_changed, ResourceStateChanged)
+    config.add_subscriber(on_call_done, CallDone)

@@ -25,7 +25,7 @@ import logging
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from engine.cloud.billing_port import BillingPort
@@ -98,6 +98,60 @@ STEP_MOVES: dict[ProvisionStep, frozenset[ProvisionStep]] = {
 #: provisioning calls a teardown makes moot: what they may have made is removed by name
 #: (power actions and exports are not: a machine must leave its image, an export must close)
 SUPERSEDED_BY_TEARDOWN = frozenset({"create_vm", "clone_volume"})
+
+
+#: a request waiting for a report (a machine booting, an appliance stopping) is made due by
+#: that report (``mark_due``); this is only the backstop for a report that never comes
+WAIT_BACKSTOP = dt.timedelta(seconds=30)
+
+
+def waiting_until(now: Any, progressed: bool) -> Any:
+    """When to look at a request again: at once after a step, else when a report (or a
+    done call) makes it due, at the latest after ``WAIT_BACKSTOP``."""
+    return now if progressed else now + WAIT_BACKSTOP
+
+
+def mark_due(db: Session, *, resource_id: int | None = None, image_id: int | None = None,
+             idle_machine: bool = False) -> int:
+    """Make the requests due whose appliances wait for ``resource_id`` or ``image_id``
+    (a machine reported, a call about it was done); ``idle_machine``: also those still
+    looking for a machine. Returns how many requests were made due."""
+    now = utcnow()
+    waits = []
+    if resource_id is not None:
+        waits.append((CloudAppliance.resource_id == resource_id)
+                     | (CloudAppliance.created_vm_id == resource_id))
+    if image_id is not None:
+        waits.append(CloudAppliance.clone_image_id == image_id)
+    if idle_machine:
+        waits.append(CloudAppliance.step == ProvisionStep.APPLIANCE)
+    if not waits:
+        return 0
+    waiting = select(CloudAppliance.request_id).where(or_(*waits))
+    return db.execute(
+        update(CloudRequest)
+        .where(CloudRequest.id.in_(waiting), CloudRequest.status.in_(WORKING),
+               CloudRequest.next_step_at > now)
+        .values(next_step_at=now)
+        .execution_options(synchronize_session=False)).rowcount
+
+
+def on_resource_changed(event: Any) -> None:
+    """A machine reported a new state: the requests waiting for it are due (and an idle
+    machine may be what a request waiting for one needs)."""
+    mark_due(event.request.dbsession, resource_id=event.resource.id,
+             idle_machine=event.resource.state is ResourceState.IDLE)
+
+
+def on_call_done(event: Any) -> None:
+    """A call that no request owns was done (an export closed after a machine stopped):
+    the requests whose teardown waits for it are due."""
+    about = event.about
+    if event.call.owner is not None or about is None:
+        return  # a request's own calls are followed by its next step anyway
+    kind, row_id = about
+    if mark_due(event.request.dbsession, **{f"{kind}_id": row_id}):
+        kick_after_commit(event.request, "cloud.sweep")
 
 
 def owner_of(request_id: int) -> str:
@@ -245,7 +299,8 @@ class ProvisioningService:
                 break  # one appliance per transaction
         busy = any(ca.step not in (ProvisionStep.RUNNING, ProvisionStep.PAUSED)
                    for ca in cloud_request.appliances)
-        cloud_request.next_step_at = now if busy else cloud_request.stop
+        cloud_request.next_step_at = (waiting_until(now, progressed) if busy
+                                      else cloud_request.stop)
         return progressed
 
     def _pause_or_resume_step(self, cloud_request: CloudRequest, ca: CloudAppliance,
@@ -376,7 +431,8 @@ class ProvisioningService:
             self.requests.transition(cloud_request, RequestStatus.ACTIVE, actor=ACTOR,
                                      reason="all appliances are active")
             return True
-        cloud_request.next_step_at = now  # waiting for boots: look again next sweep
+        # waiting for boots: the machines' reports make the request due again
+        cloud_request.next_step_at = waiting_until(now, progressed)
         return progressed
 
     def _create_cloud_appliances(self, cloud_request: CloudRequest) -> None:
@@ -515,7 +571,7 @@ class ProvisioningService:
                                          reason="all appliances removed")
             cloud_request.next_step_at = None
             return True
-        cloud_request.next_step_at = now
+        cloud_request.next_step_at = waiting_until(now, progressed)
         return progressed
 
     def _teardown_step(self, ca: CloudAppliance, now: Any) -> bool:

@@ -98,6 +98,21 @@ class Claimed:
     plugins: tuple[str, ...]
 
 
+class CallDone:
+    """Pyramid event: a call was made and its outcome recorded (in that transaction)."""
+
+    def __init__(self, request: Any, call: DriverCall) -> None:
+        self.request, self.call = request, call
+
+    @property
+    def about(self) -> tuple[str, int] | None:
+        """The row the call is about, from its key: (``resource``/``image``, id)."""
+        parts = self.call.key.split(":")
+        if len(parts) >= 3 and parts[1] in ("resource", "image") and parts[2].isdigit():
+            return parts[1], int(parts[2])
+        return None
+
+
 #: what the outcome of an operation changes in the database: ``handler(request, call)``,
 #: run in the outcome's transaction once the call is done (registered by the services)
 DoneHandler = Callable[[Any, DriverCall], None]
@@ -321,6 +336,7 @@ def _record_done(request: Any, call_id: int, result: Any) -> DriverCall:
     handler = DONE_HANDLERS.get(call.operation)
     if handler is not None:
         handler(request, call)
+    request.registry.notify(CallDone(request, call))
     if call.operation in BOOTS:
         # a machine is booting: its report may come soon (the simulated agents report
         # through the monitor job, real ones on their own)

@@ -26,6 +26,14 @@ SUPERVISED = (ResourceState.IDLE, ResourceState.ACTIVE, ResourceState.BOOTING,
 REPORTABLE = (ResourceState.IDLE, ResourceState.ACTIVE, ResourceState.BOOTING)
 
 
+class ResourceStateChanged:
+    """Pyramid event: a resource reported a new state (``registry.notify``); the cloud makes
+    the requests waiting for it due."""
+
+    def __init__(self, request: Any, resource: Resource, previous: ResourceState) -> None:
+        self.request, self.resource, self.previous = request, resource, previous
+
+
 class ResourceReportService:
     """What a resource says about itself moves the engine on (boot finished, appliance up)."""
 
@@ -62,6 +70,7 @@ class ResourceReportService:
                             message=f"resource {resource.id} is {state.value} "
                             f"(was {previous.value})")
             self.appliances.resource_reported(resource, actor=actor)
+            self.request.registry.notify(ResourceStateChanged(self.request, resource, previous))
             kick_after_commit(self.request, "cloud.sweep")
         self.db.flush()
         return resource
