@@ -33,6 +33,15 @@ ACTOR = Actor("plugin", "sim")
 HOST_LOAD_PER_VM_CPU = 0.25
 #: the hypervisor's own load
 HOST_BASE_LOAD = 0.1
+#: a simulated agent reports a change at once and otherwise this often, like a real one
+#: (the health check calls a machine silent after 240 s); a monitor run on every kick thus
+#: costs what changed, not what exists
+REPORT_EVERY = dt.timedelta(seconds=30)
+
+
+def _due(resource: Resource, status: ResourceState, now: dt.datetime) -> bool:
+    return (resource.state is not status or resource.last_report_at is None
+            or now - resource.last_report_at >= REPORT_EVERY)
 
 
 def run_monitor(request: Any, *, now: dt.datetime | None = None) -> None:
@@ -49,11 +58,16 @@ def run_monitor(request: Any, *, now: dt.datetime | None = None) -> None:
             vm_cpus_by_host[machine.host_mac] += machine.cpus
         resource = next((resources[mac] for mac in machine.macs if mac in resources), None)
         if resource is not None and machine.booted(now.timestamp()):
-            _report_machine(reports, machine, resource, now)
+            status = ResourceState.ACTIVE if resource.image_id is not None else ResourceState.IDLE
+            if _due(resource, status, now):
+                _report_machine(reports, machine, resource, now)
     for host in hosts:
         resource = resources.get(host.mac)
         if resource is not None and resource.state is not ResourceState.OFF:
-            _report_host(reports, resource, vm_cpus_by_host[host.mac], now)
+            status = (ResourceState.IDLE if resource.state is ResourceState.IDLE
+                      else ResourceState.ACTIVE)
+            if _due(resource, status, now):
+                _report_host(reports, resource, vm_cpus_by_host[host.mac], now)
 
 
 def _resources_by_mac(db: Session, machines: list[MachineRecord],
