@@ -415,14 +415,20 @@ class ProvisioningService:
             self.requests.transition(cloud_request, RequestStatus.DEPROVISION, actor=ACTOR,
                                      reason="stop time reached before provisioning")
             return True
+        progressed = False
         if not cloud_request.appliances:
             self._create_cloud_appliances(cloud_request)
-            return True
-        progressed = False
+            progressed = True
+        recorded = self.calls.recorded
         try:
             for cloud_appliance in cloud_request.appliances:
                 if self._provision_step(cloud_request, cloud_appliance, now):
                     progressed = True
+                    # Steps without outside work follow in this transaction; a step that
+                    # recorded a call ends it (the call is made after the commit).
+                    while (self.calls.recorded == recorded
+                           and self._provision_step(cloud_request, cloud_appliance, now)):
+                        pass
                     break  # one appliance per transaction
         except NoResources as error:
             self._fail(cloud_request, str(error))
@@ -707,10 +713,10 @@ def sweep_job(request: Any) -> int:
     for request_id in ids:
         try:
             for _ in range(MAX_STEPS_PER_SWEEP):
-                progressed = run_in_transaction(request.registry, _advance_one,
-                                                request_id=request_id)
+                progressed, calls_due = run_in_transaction(request.registry, _step,
+                                                           request_id=request_id)
                 # the step's outside work, after its commit (engine.datacenter.calls)
-                made = run_calls(request.registry, owner_of(request_id))
+                made = run_calls(request.registry, owner_of(request_id)) if calls_due else 0
                 if not progressed and not made:
                     break
                 steps += 1
@@ -763,6 +769,12 @@ def _advance_one(request: Any, request_id: int) -> bool:
         cloud_request = request.dbsession.get(CloudRequest, request_id)
         cloud_request.failed_attempts = 0  # a step went through: the streak is over
     return progressed
+
+
+def _step(request: Any, request_id: int) -> tuple[bool, bool]:
+    """One step of a request, and whether it has calls to make after the commit."""
+    progressed = _advance_one(request, request_id)
+    return progressed, request.find_service(CallService).has_due(owner_of(request_id))
 
 
 __all__ = ["Appliance", "ProvisioningService", "sweep_job"]

@@ -133,6 +133,8 @@ class CallService:
     def __init__(self, db: Session, *, events: EventService, request: Any = None) -> None:
         self.db, self.events, self.request = db, events, request
         self.owner: str | None = None
+        #: how many new calls this service recorded (a step that records one ends there)
+        self.recorded = 0
 
     @classmethod
     def create_service(cls, _context: Any, request: Any) -> CallService:
@@ -160,6 +162,7 @@ class CallService:
                           actor=actor.label, error="")
         self.db.add(call)
         self.db.flush()
+        self.recorded += 1
         if self.owner is None and self.request is not None:
             from engine.scheduler.kick import kick_after_commit
 
@@ -168,6 +171,12 @@ class CallService:
 
     def get(self, key: str) -> DriverCall | None:
         return self.db.scalar(select(DriverCall).where(DriverCall.key == key))
+
+    def has_due(self, owner: str) -> bool:
+        """Whether ``owner`` has a pending call due now."""
+        return self.db.scalar(select(DriverCall.id).where(
+            DriverCall.owner == owner, DriverCall.state == CallState.PENDING,
+            DriverCall.not_before <= utcnow()).limit(1)) is not None
 
     def open_for(self, owner: str) -> list[DriverCall]:
         """``owner``'s calls that are not done yet (pending or failed), oldest first."""
