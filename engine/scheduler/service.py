@@ -68,13 +68,29 @@ class SchedulerKicker:
 
 
 class WakeupListener(threading.Thread):
-    """Receives other processes' kicks: PostgreSQL LISTEN, else a poll of ``job_wakeup``."""
+    """Receives other processes' kicks: PostgreSQL LISTEN, else a poll of ``job_wakeup``.
+
+    ``open`` (called before the scheduler's first runs) starts listening, or reads the
+    counters it will compare with, so that no kick falls between those runs and the first
+    one it hears. After a lost connection every job is woken once: kicks may have been
+    missed meanwhile."""
 
     def __init__(self, registry: Any, waker: Waker) -> None:
         super().__init__(name="qrm-wakeups", daemon=True)
         self.registry, self.waker = registry, waker
         self.stopped = threading.Event()
         self.engine = registry["dbsession_factory"].kw["bind"]
+        self._connection: Any = None
+        self._seen: dict[str, int] | None = None
+
+    def open(self) -> None:
+        if self.engine.dialect.name == "postgresql":
+            self._connection = self.engine.connect()
+            self._connection.exec_driver_sql(f"LISTEN {CHANNEL}")
+            self._connection.commit()
+            self._connection.connection.driver_connection.autocommit = True
+        else:
+            self._seen = self._counters()
 
     def stop(self) -> None:
         self.stopped.set()
@@ -82,38 +98,47 @@ class WakeupListener(threading.Thread):
     def run(self) -> None:
         while not self.stopped.is_set():
             try:
-                if self.engine.dialect.name == "postgresql":
+                if self._connection is None and self._seen is None:
+                    self.open()
+                    for job_id in self.registry["qrm.jobs"].jobs:
+                        self.waker.wake(job_id)  # what was kicked while we were away
+                if self._connection is not None:
                     self._listen()
                 else:
                     self._poll()
             except Exception:
                 log.exception("wake-up listener failed; starting again in a second")
+                self._close()
                 self.stopped.wait(1)
+        self._close()
+
+    def _close(self) -> None:
+        if self._connection is not None:
+            with contextlib.suppress(Exception):
+                self._connection.close()
+        self._connection, self._seen = None, None
 
     def _listen(self) -> None:
-        with self.engine.connect() as connection:
-            connection.exec_driver_sql(f"LISTEN {CHANNEL}")
-            connection.commit()
-            raw = connection.connection.driver_connection
-            raw.autocommit = True
-            while not self.stopped.is_set():
-                for notify in raw.notifies(timeout=0.5):
-                    self.waker.wake(notify.payload)
+        raw = self._connection.connection.driver_connection
+        while not self.stopped.is_set():
+            for notify in raw.notifies(timeout=0.5):
+                self.waker.wake(notify.payload)
 
-    def _poll(self) -> None:
+    def _counters(self) -> dict[str, int]:
         from engine.scheduler.models import JobWakeup
 
-        seen: dict[str, int] | None = None
+        with self.engine.connect() as connection:
+            counters = dict(connection.execute(select(JobWakeup.job_id, JobWakeup.seq)).all())
+            connection.rollback()
+        return counters
+
+    def _poll(self) -> None:
         while not self.stopped.is_set():
-            with self.engine.connect() as connection:
-                counters = dict(connection.execute(
-                    select(JobWakeup.job_id, JobWakeup.seq)).all())
-                connection.rollback()
-            if seen is not None:
-                for job_id, seq in counters.items():
-                    if seq != seen.get(job_id):
-                        self.waker.wake(job_id)
-            seen = counters
+            counters = self._counters()
+            for job_id, seq in counters.items():
+                if seq != (self._seen or {}).get(job_id):
+                    self.waker.wake(job_id)
+            self._seen = counters
             self.stopped.wait(POLL_INTERVAL)
 
 
@@ -145,8 +170,10 @@ def start_scheduler(registry: Any, *, listen: bool = True) -> RunningScheduler:
                           args=[job], name=job.id, next_run_time=started)
     if not hasattr(registry.get("qrm.kicker"), "kick_in_transaction"):
         registry["qrm.kicker"] = SchedulerKicker(waker)
-    scheduler.start()
     listener = WakeupListener(registry, waker) if listen else None
+    if listener is not None:
+        listener.open()  # before the first runs: no kick falls in between
+    scheduler.start()
     if listener is not None:
         listener.start()
     log.info("scheduler started with %d jobs", len(registry["qrm.jobs"].jobs))

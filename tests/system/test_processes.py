@@ -62,6 +62,7 @@ class Deployment:
                         QRM_CLOCK=f"offset:{self.clock.path}", QRM_SIM_BOOT_DELAY="0",
                         QRM_DEMO_PASSWORD=PASSWORD)
         self.processes: dict[str, subprocess.Popen] = {}
+        self.scheduler_starts = 0
         self.engine = get_engine({"sqlalchemy.url": url})
 
     def qrm(self, *args: str) -> str:
@@ -71,6 +72,8 @@ class Deployment:
         return result.stdout
 
     def start(self, name: str, *args: str) -> None:
+        if name == "scheduler":
+            self.scheduler_starts += 1
         with (self.tmp / f"{name}.log").open("a") as log:  # the child keeps its own copy
             self.processes[name] = subprocess.Popen(
                 [QRM, "-c", str(ROOT / "production.ini"), *args], env=self.env, stdout=log,
@@ -148,6 +151,18 @@ def charges(deployed: Deployment, request_id: int) -> int:
         "AND e.period_start IS NOT NULL", id=request_id)
 
 
+def idle(deployed: Deployment) -> bool:
+    """The running scheduler has started, and none of its jobs is running (singleton jobs
+    hold a lease, named after the process, only while they run)."""
+    pid = deployed.processes["scheduler"].pid
+    log = (deployed.tmp / "scheduler.log").read_text()
+    starts = log.count("scheduler running")
+    if starts < deployed.scheduler_starts:
+        return False
+    return deployed.scalar("SELECT count(*) FROM job_lease WHERE owner LIKE :mine",
+                           mine=f"%:{pid}:%") == 0
+
+
 def status(deployed: Deployment, request_id: int) -> str:
     return deployed.scalar("SELECT status FROM cloud_request WHERE id = :id", id=request_id)
 
@@ -159,7 +174,8 @@ def test_web_and_scheduler_processes_share_wake_ups_and_one_clock(deployment):
     request_id = user.CloudProvision(
         "", None, xmlrpc.client.DateTime(stop.astimezone(dt.UTC)), "default", "debian-12",
         512, 1, 5000, 1, 1, "sim-vm", False, None)
-    time.sleep(1.5)  # the scheduler's start-up runs are over; from now on only kicks help
+    # the scheduler's start-up runs (every job once) are over: from now on only kicks help
+    wait_for(lambda: idle(deployed), within=30, what="the scheduler's first runs end")
     assert admin.CloudRequestSetState(request_id, "approved") == "approved"
     approved_at = time.monotonic()
     wait_for(lambda: status(deployed, request_id) == "active", within=SWEEP_INTERVAL_S,
@@ -176,8 +192,8 @@ def test_web_and_scheduler_processes_share_wake_ups_and_one_clock(deployment):
     deployed.start("scheduler", "scheduler")
     wait_for(lambda: charges(deployed, request_id) == 4, within=30,
              what="the three missed hours are charged")
-    time.sleep(1)
-    assert charges(deployed, request_id) == 4
+    wait_for(lambda: idle(deployed), within=30, what="the new scheduler's first runs end")
+    assert charges(deployed, request_id) == 4  # and not one more
 
     # past the stop time: torn down, nothing left on the simulated host
     deployed.clock.advance(2 * 3600)
