@@ -1,10 +1,9 @@
-"""Import every model module of the engine and billing, so the mappers are complete.
+"""Import every model module of the engine, so the mappers are complete.
 
-Plugin models arrive through ``engine.plugins.manager.load_plugin_models`` (entry points), so the
-engine never imports a plugin by name.
+Plugins' and billing's models arrive through ``engine.plugins.manager.load_plugin_models``
+(entry points ``qrm.plugins`` and ``qrm.models``), so the engine never imports them by name.
 """
 
-from billing import models as billing_models
 from engine.accounts import models as accounts_models
 from engine.cloud import models as cloud_models
 from engine.commands import models as commands_models
@@ -15,6 +14,6 @@ from engine.plugins import models as plugins_models
 from engine.scheduler import models as scheduler_models
 
 __all__ = [
-    "Base", "accounts_models", "billing_models", "cloud_models", "commands_models",
+    "Base", "accounts_models", "cloud_models", "commands_models",
     "datacenter_models", "events_models", "metadata", "plugins_models", "scheduler_models",
 ]

@@ -39,7 +39,7 @@ from engine.cloud.models import (
     RequestStatus,
 )
 from engine.cloud.services import CloudRequestService, admin_only, lock_row
-from engine.datacenter.calls import CallService, run_calls
+from engine.datacenter.calls import MAX_ATTEMPTS, CallService, retry_delay, run_calls
 from engine.datacenter.models import (
     Appliance,
     ApplianceState,
@@ -727,15 +727,9 @@ def sweep_job(request: Any) -> int:
     return steps
 
 
-#: a request whose step failed is tried again after this long (not at every sweep)
-RETRY_AFTER = dt.timedelta(minutes=1)
-#: failed steps in a row after which the engine waits for an admin to retry the request
-MAX_FAILED_ATTEMPTS = 8
-
-
-def retry_delay(failed_attempts: int) -> dt.timedelta:
-    """1, 2, 4, … minutes after the 1st, 2nd, 3rd … failure in a row."""
-    return RETRY_AFTER * 2 ** max(failed_attempts - 1, 0)
+#: failed steps (or calls) in a row after which the engine waits for an admin to retry the
+#: request; they back off like calls do (``retry_delay``: 1, 2, 4 … minutes)
+MAX_FAILED_ATTEMPTS = MAX_ATTEMPTS
 
 
 def _record_failure(request: Any, request_id: int, error: Exception) -> None:

@@ -37,7 +37,7 @@ from engine.datacenter.models import (
     VirtualizationKind,
     VirtualizationType,
 )
-from engine.datacenter.refs import host_ref, storage_ref, vm_name, volume_name
+from engine.datacenter.refs import host_ref, storage_ref, vm_name
 from engine.db import utcnow
 from engine.events.models import EventLevel
 from engine.events.services import EventService
@@ -134,7 +134,6 @@ def _compare(request: Any, target: _Target, objects: list[Any], since: dt.dateti
 def _compare_host(request: Any, target: _Target, objects: list[Any], busy: set[str],
                   findings: Findings) -> None:
     db = request.dbsession
-    events = request.find_service(EventService)
     rows = {vm_name(vm.id): vm for vm in db.scalars(
         select(Resource).where(Resource.host_id == target.id))}
     present = {info.name for info in objects}
@@ -145,19 +144,15 @@ def _compare_host(request: Any, target: _Target, objects: list[Any], busy: set[s
         _orphan(request, findings, target, f"VM {name} on host {target.label}",
                 name=name, removal=("remove_vm", {"name": name}))
     for name, vm in rows.items():
-        if name in present:
-            vm.missing_since = None
-        elif vm.missing_since is None and not _busy(busy, "resource", vm.id):
-            vm.missing_since = utcnow()
-            _vanished(request, findings, events, vm, f"VM {name} (resource {vm.id}) is "
-                      f"gone from host {target.label}",
-                      appliances=select(Appliance).where(Appliance.resource_id == vm.id))
+        _check_present(request, findings, vm, name in present,
+                       busy=_busy(busy, "resource", vm.id),
+                       what=f"VM {name} (resource {vm.id}) is gone from host {target.label}",
+                       appliances=select(Appliance).where(Appliance.resource_id == vm.id))
 
 
 def _compare_storage(request: Any, target: _Target, objects: list[Any], busy: set[str],
                      findings: Findings) -> None:
     db = request.dbsession
-    events = request.find_service(EventService)
     rows = {image.root_device: image for image in db.scalars(
         select(Image).where(Image.storage_id == target.id, Image.root_device != ""))}
     present = {info.root_device: info for info in objects}
@@ -172,13 +167,11 @@ def _compare_storage(request: Any, target: _Target, objects: list[Any], busy: se
         _orphan(request, findings, target, f"volume {root_device} on storage {target.label}",
                 name=info.name, removal=("remove_volume", {"root_device": root_device}))
     for root_device, image in rows.items():
-        if root_device in present:
-            image.missing_since = None
-        elif image.missing_since is None and not _busy(busy, "image", image.id):
-            image.missing_since = utcnow()
-            _vanished(request, findings, events, image, f"the volume {root_device} of image "
-                      f"{image.name} is gone from storage {target.label}",
-                      appliances=select(Appliance).where(Appliance.image_id == image.id))
+        _check_present(request, findings, image, root_device in present,
+                       busy=_busy(busy, "image", image.id),
+                       what=f"the volume {root_device} of image {image.name} is gone from "
+                       f"storage {target.label}",
+                       appliances=select(Appliance).where(Appliance.image_id == image.id))
 
 
 def _suffix_id(name: str, prefix: str) -> int | None:
@@ -205,9 +198,21 @@ def _orphan(request: Any, findings: Findings, target: _Target, what: str, *, nam
                          actor=ACTOR)
 
 
-def _vanished(request: Any, findings: Findings, events: EventService, row: Any, what: str,
-              *, appliances: Any) -> None:
+def _check_present(request: Any, findings: Findings, row: Any, present: bool, *, busy: bool,
+                   what: str, appliances: Any) -> None:
+    """A VM's or image's row against the listing: found again, or vanished (reported once,
+    and not while a call about it is under way)."""
+    if present:
+        row.missing_since = None
+    elif row.missing_since is None and not busy:
+        row.missing_since = utcnow()
+        _vanished(request, findings, row, what, appliances=appliances)
+
+
+def _vanished(request: Any, findings: Findings, row: Any, what: str, *,
+              appliances: Any) -> None:
     findings.vanished.append(what)
+    events = request.find_service(EventService)
     events.log(source="datacenter", name="reconcile.vanished", actor=ACTOR,
                level=EventLevel.ERROR, obj=row, message=what)
     for appliance in request.dbsession.scalars(appliances):
@@ -246,4 +251,4 @@ def reconcile_job(request: Any) -> Findings:
     return reconcile(request.registry)
 
 
-__all__ = ["Findings", "reconcile", "reconcile_job", "volume_name"]
+__all__ = ["Findings", "reconcile", "reconcile_job"]

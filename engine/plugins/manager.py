@@ -32,9 +32,16 @@ def discover_plugins() -> dict[str, ModuleType]:
     return dict(sorted(plugins.items()))
 
 
+#: model modules of other packages (billing), registered like plugins
+MODELS_ENTRY_POINT_GROUP = "qrm.models"
+
+
 def load_plugin_models() -> None:
-    """Import every plugin (its models come with it) so that the metadata is complete."""
+    """Import every plugin (its models come with it) and every module of the ``qrm.models``
+    entry-point group (billing's), so that the metadata is complete."""
     discover_plugins()
+    for entry_point in importlib.metadata.entry_points(group=MODELS_ENTRY_POINT_GROUP):
+        entry_point.load()
 
 
 class PluginRegistry:
