@@ -95,7 +95,9 @@ def get_engine(settings: dict[str, Any], prefix: str = "sqlalchemy.", **options:
     url = make_url(settings[prefix + "url"])
     if url.get_backend_name() == "mysql":
         options.setdefault("pool_recycle", 3600)
-    options.setdefault("pool_pre_ping", True)
+    if url.get_backend_name() != "sqlite":
+        # a server may have dropped an idle connection; a local file cannot
+        options.setdefault("pool_pre_ping", True)
     engine = engine_from_config(settings, prefix, **options)
     if engine.dialect.name == "sqlite":
         _configure_sqlite(engine)

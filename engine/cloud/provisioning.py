@@ -39,7 +39,8 @@ from engine.cloud.models import (
     RequestStatus,
 )
 from engine.cloud.services import CloudRequestService, admin_only, lock_row
-from engine.datacenter.calls import MAX_ATTEMPTS, CallService, retry_delay, run_calls
+from engine.datacenter import calls as outside
+from engine.datacenter.calls import MAX_ATTEMPTS, CallService, retry_delay
 from engine.datacenter.models import (
     Appliance,
     ApplianceState,
@@ -703,27 +704,37 @@ MAX_STEPS_PER_SWEEP = 50
 
 def sweep_job(request: Any) -> int:
     """``cloud.sweep``: advance every request with something due, each step in its own
-    transaction. Returns the number of steps taken."""
-    from engine.scheduler.runner import run_in_transaction
+    transaction. Returns the number of steps taken.
+
+    A step's transaction also claims the first call it recorded, and the next transaction
+    records that call's outcome before the request's next step: a call costs no
+    transaction of its own (intent and claim commit together, outcome and next step
+    too), and the effect is made between them with no transaction open."""
+    from engine.scheduler.runner import run_in_transaction, transactions
 
     # This job's own request never touches the database: on SQLite an open transaction here
     # would hold the write lock that every step below needs.
-    ids = run_in_transaction(request.registry, _due_ids)
+    registry = request.registry
+    ids = run_in_transaction(registry, _due_ids)
     steps = 0
-    for request_id in ids:
-        try:
-            for _ in range(MAX_STEPS_PER_SWEEP):
-                progressed, calls_due = run_in_transaction(request.registry, _step,
-                                                           request_id=request_id)
-                # the step's outside work, after its commit (engine.datacenter.calls)
-                made = run_calls(request.registry, owner_of(request_id)) if calls_due else 0
-                if not progressed and not made:
-                    break
-                steps += 1
-        except Exception as error:  # a driver failed: the step is rolled back and retried
-            log.exception("request %s: step failed", request_id)
-            run_in_transaction(request.registry, _record_failure, request_id=request_id,
-                               error=error)
+    with transactions(registry) as run:
+        for request_id in ids:
+            outcome: outside.Outcome | None = None
+            try:
+                for _ in range(MAX_STEPS_PER_SWEEP):
+                    progressed, claimed = run(_step, request_id=request_id, outcome=outcome)
+                    outcome = None
+                    if claimed is not None:
+                        # the step's outside work, after its commit (engine.datacenter.calls)
+                        outcome = outside.make(registry, claimed)
+                    elif not progressed:
+                        break
+                    steps += 1
+                if outcome is not None:  # the last step's call: its outcome still counts
+                    run(outside.record_outcome, outcome=outcome)
+            except Exception as error:  # a step failed: it is rolled back and retried
+                log.exception("request %s: step failed", request_id)
+                run(_record_failure, request_id=request_id, error=error, outcome=outcome)
     return steps
 
 
@@ -732,7 +743,10 @@ def sweep_job(request: Any) -> int:
 MAX_FAILED_ATTEMPTS = MAX_ATTEMPTS
 
 
-def _record_failure(request: Any, request_id: int, error: Exception) -> None:
+def _record_failure(request: Any, request_id: int, error: Exception,
+                    outcome: outside.Outcome | None = None) -> None:
+    if outcome is not None:  # the call was made: that is recorded whatever the step did
+        outside.record_outcome(request, outcome)
     cloud_request = request.dbsession.get(CloudRequest, request_id)
     if cloud_request is None:
         return
@@ -765,10 +779,17 @@ def _advance_one(request: Any, request_id: int) -> bool:
     return progressed
 
 
-def _step(request: Any, request_id: int) -> tuple[bool, bool]:
-    """One step of a request, and whether it has calls to make after the commit."""
+def _step(request: Any, request_id: int, outcome: outside.Outcome | None = None,
+          ) -> tuple[bool, outside.Claimed | None]:
+    """Record the outcome of the request's last call (if any), take its next step, and
+    claim its next call due (made after this commit). Returns whether the step changed
+    anything, and the claimed call."""
+    if outcome is not None:
+        outside.record_outcome(request, outcome)
+    owner = owner_of(request_id)
+    request.find_service(CallService).forget_hint(owner)
     progressed = _advance_one(request, request_id)
-    return progressed, request.find_service(CallService).has_due(owner_of(request_id))
+    return progressed, outside.claim_next(request, owner)
 
 
 __all__ = ["Appliance", "ProvisioningService", "sweep_job"]

@@ -135,6 +135,10 @@ class CallService:
         self.owner: str | None = None
         #: how many new calls this service recorded (a step that records one ends there)
         self.recorded = 0
+        #: per owner, whether a call of it may be due now: False only when ``open_for``
+        #: found none due and nothing was recorded for it since (spares ``claim_next`` its
+        #: query); ``forget_hint`` at the start of each step
+        self._due_hint: dict[str, bool] = {}
 
     @classmethod
     def create_service(cls, _context: Any, request: Any) -> CallService:
@@ -163,6 +167,8 @@ class CallService:
         self.db.add(call)
         self.db.flush()
         self.recorded += 1
+        if self.owner is not None:
+            self._due_hint[self.owner] = True
         if self.owner is None and self.request is not None:
             from engine.scheduler.kick import kick_after_commit
 
@@ -172,18 +178,22 @@ class CallService:
     def get(self, key: str) -> DriverCall | None:
         return self.db.scalar(select(DriverCall).where(DriverCall.key == key))
 
-    def has_due(self, owner: str) -> bool:
-        """Whether ``owner`` has a pending call due now."""
-        return self.db.scalar(select(DriverCall.id).where(
-            DriverCall.owner == owner, DriverCall.state == CallState.PENDING,
-            DriverCall.not_before <= utcnow()).limit(1)) is not None
-
     def open_for(self, owner: str) -> list[DriverCall]:
         """``owner``'s calls that are not done yet (pending or failed), oldest first."""
-        return list(self.db.scalars(
+        open_calls = list(self.db.scalars(
             select(DriverCall).where(DriverCall.owner == owner,
                                      DriverCall.state != CallState.DONE)
             .order_by(DriverCall.id)))
+        now = utcnow()
+        self._due_hint[owner] = any(_due(call, now) for call in open_calls)
+        return open_calls
+
+    def due_hint(self, owner: str) -> bool | None:
+        """False when no call of ``owner`` is due (known from this step), else None/True."""
+        return self._due_hint.get(owner)
+
+    def forget_hint(self, owner: str) -> None:
+        self._due_hint.pop(owner, None)
 
     def pending_about(self, kind: str, row_id: int) -> list[DriverCall]:
         """Pending calls about row ``row_id`` of ``kind`` (``image``, ``resource``), whoever
@@ -262,10 +272,14 @@ def due_calls(request: Any, owner: str | None, limit: int = 50) -> list[int]:
     return list(request.dbsession.scalars(query))
 
 
+def _due(call: DriverCall, now: Any) -> bool:
+    """Pending, due, and claimed by no one (or their claim ran out)."""
+    return (call.state is CallState.PENDING and call.not_before <= now
+            and (call.claimed_until is None or call.claimed_until < now))
+
+
 def _claim(request: Any, call_id: int) -> Claimed | None:
     from engine.datacenter.services import supports_row_locks
-    from engine.plugins.manager import PluginService
-    from engine.plugins.models import PluginState
 
     db = request.dbsession
     now = utcnow()
@@ -273,8 +287,7 @@ def _claim(request: Any, call_id: int) -> Claimed | None:
     if supports_row_locks(db):
         query = query.with_for_update(skip_locked=True)
     call = db.scalar(query)
-    if call is None or call.state is not CallState.PENDING or call.not_before > now or (
-            call.claimed_until is not None and call.claimed_until >= now):
+    if call is None or not _due(call, now):
         return None
     if call.owner is not None:
         # the owner's calls are made in the order they were recorded
@@ -283,6 +296,15 @@ def _claim(request: Any, call_id: int) -> Claimed | None:
             DriverCall.state != CallState.DONE).limit(1))
         if earlier is not None:
             return None
+    return _take(request, call, now)
+
+
+def _take(request: Any, call: DriverCall, now: Any) -> Claimed:
+    """Claim ``call`` (due, and first of its owner's): count the attempt, hold it for
+    ``CLAIM_FOR``, and say what the effect needs."""
+    from engine.plugins.manager import PluginService
+    from engine.plugins.models import PluginState
+
     call.attempts += 1
     call.claimed_until = now + CLAIM_FOR
     names = tuple(request.find_service(PluginService).names_in(PluginState.STARTED))
@@ -378,26 +400,70 @@ def _record_error(request: Any, call_id: int, error: Exception) -> DriverCall:
     return call
 
 
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What making a claimed call came to: its result, or the error it raised."""
+
+    call_id: int
+    result: Any = None
+    error: Exception | None = None
+
+
+def claim_next(request: Any, owner: str) -> Claimed | None:
+    """Claim ``owner``'s next call if it is due, in the caller's transaction (the one that
+    recorded it, typically: the claim commits with the intent). Only the owner's first
+    open call may be made (they are made in order)."""
+    from engine.datacenter.services import supports_row_locks
+
+    if request.find_service(CallService).due_hint(owner) is False:
+        return None  # this step saw every open call of the owner: none is due
+    db = request.dbsession
+    now = utcnow()
+    first = db.scalar(select(DriverCall).where(DriverCall.owner == owner,
+                                               DriverCall.state != CallState.DONE)
+                      .order_by(DriverCall.id).limit(1))
+    if first is None or not _due(first, now):
+        return None
+    if supports_row_locks(db):  # against a worker claiming it meanwhile
+        first = db.scalar(select(DriverCall).where(DriverCall.id == first.id)
+                          .with_for_update(skip_locked=True)
+                          .execution_options(populate_existing=True))
+        if first is None or not _due(first, now):
+            return None
+    return _take(request, first, now)
+
+
+def make(registry: Any, claimed: Claimed) -> Outcome:
+    """The effect of a claimed call (no transaction open); every failure of the outside
+    world becomes the outcome's error."""
+    try:
+        result = _effect(registry, claimed)
+    except Exception as error:
+        if not isinstance(error, DriverError):
+            log.exception("call %s (%s) failed", claimed.key, claimed.operation)
+        return Outcome(claimed.id, error=error)
+    return Outcome(claimed.id, result=as_json(result))
+
+
+def record_outcome(request: Any, outcome: Outcome) -> DriverCall:
+    """Record ``outcome`` in the caller's transaction (the owner's next step may follow in
+    it: it sees the call done)."""
+    if outcome.error is not None:
+        return _record_error(request, outcome.call_id, outcome.error)
+    return _record_done(request, outcome.call_id, outcome.result)
+
+
 def perform(registry: Any, call_id: int) -> str | None:
-    """Claim, make and record call ``call_id``; return its state afterwards, or None when
-    it was not due or someone else holds it."""
+    """Claim, make and record call ``call_id``, each in its own transaction; return its
+    state afterwards, or None when it was not due or someone else holds it."""
     from engine.scheduler.runner import run_in_transaction
 
     claimed = run_in_transaction(registry, _claim, call_id=call_id)
     if claimed is None:
         return None
-    failure: Exception | None = None
-    try:
-        result = _effect(registry, claimed)
-    except Exception as error:  # every failure of the outside world is recorded
-        if not isinstance(error, DriverError):
-            log.exception("call %s (%s) failed", claimed.key, claimed.operation)
-        failure = error
-    if failure is not None:
-        return run_in_transaction(registry, lambda request: _record_error(
-            request, claimed.id, failure).state.value)
-    return run_in_transaction(registry, lambda request: _record_done(
-        request, claimed.id, as_json(result)).state.value)
+    outcome = make(registry, claimed)
+    return run_in_transaction(registry, lambda request: record_outcome(
+        request, outcome).state.value)
 
 
 def run_calls(registry: Any, owner: str | None) -> int:

@@ -4,13 +4,14 @@ job, and row locks inside the jobs), never from a lock file."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
 import os
 import socket
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import transaction
@@ -48,6 +49,27 @@ def run_in_transaction(registry: Any, func: JobFunction, **kw: Any) -> Any:
     try:
         with request.tm:
             return func(request, **kw)
+    finally:
+        env["closer"]()
+
+
+@contextlib.contextmanager
+def transactions(registry: Any) -> Iterator[Callable[..., Any]]:
+    """``run(func, **kw)``: each call runs ``func(request, **kw)`` in a transaction of its
+    own, all on one request, so that a job taking many small steps does not build its
+    request and its services again for each (its session starts empty every time: it is
+    closed at the end of each transaction). Services may keep plain values (the cloud's
+    configuration, plugin states) for the run, never rows."""
+    env = prepare(registry=registry)
+    request = env["request"]
+    request.tm = transaction.TransactionManager(explicit=True)
+
+    def run(func: JobFunction, **kw: Any) -> Any:
+        with request.tm:
+            return func(request, **kw)
+
+    try:
+        yield run
     finally:
         env["closer"]()
 

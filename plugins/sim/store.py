@@ -114,11 +114,14 @@ CREATE TABLE IF NOT EXISTS call (
 """
 
 _initialised: set[pathlib.Path] = set()
+#: each thread's open connections, by file (``Store._cached_connection``)
+_local = threading.local()
+CONNECTIONS_PER_THREAD = 4
 _initialising = threading.Lock()
 
 
 class Store:
-    """One state file. Cheap to make: every operation opens its own connection."""
+    """One state file. Cheap to make: each thread keeps one connection to each file."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = pathlib.Path(path).expanduser().absolute()
@@ -130,6 +133,9 @@ class Store:
         connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
         connection.row_factory = sqlite3.Row
         connection.execute("PRAGMA foreign_keys = ON")
+        # WAL with NORMAL sync: a commit survives the process dying at any point (what the
+        # simulation must show); only a power cut could lose the last ones
+        connection.execute("PRAGMA synchronous = NORMAL")
         return connection
 
     def _ensure_schema(self) -> None:
@@ -160,17 +166,49 @@ class Store:
 
     def _transaction(self, begin: str) -> Iterator[sqlite3.Connection]:
         self._ensure_schema()
-        connection = self._connect()
+        connection = self._cached_connection()
         try:
             connection.execute(begin)
+        except BaseException:
+            self._drop_connection()
+            raise
+        try:
+            yield connection
+        except BaseException:
             try:
-                yield connection
-            except BaseException:
                 connection.execute("ROLLBACK")
-                raise
+            finally:
+                self._drop_connection()
+            raise
+        try:
             connection.execute("COMMIT")
-        finally:
-            connection.close()
+        except BaseException:
+            self._drop_connection()
+            raise
+
+    def _cached_connection(self) -> sqlite3.Connection:
+        """This thread's connection to the file (made once: opening and closing one per
+        operation would checkpoint the WAL every time). A file replaced meanwhile gets a new
+        connection; a thread keeps only its last few files open."""
+        cache: dict[pathlib.Path, tuple[int, int, sqlite3.Connection]] = _local.__dict__.setdefault(
+            "connections", {})
+        stat = self.path.stat()
+        cached = cache.get(self.path)
+        if cached is not None and cached[:2] == (os.getpid(), stat.st_ino):
+            return cached[2]
+        self._drop_connection()
+        while len(cache) >= CONNECTIONS_PER_THREAD:
+            _pid, _ino, old = cache.pop(next(iter(cache)))  # the oldest
+            if _pid == os.getpid():
+                old.close()
+        connection = self._connect()
+        cache[self.path] = (os.getpid(), stat.st_ino, connection)
+        return connection
+
+    def _drop_connection(self) -> None:
+        cached = _local.__dict__.get("connections", {}).pop(self.path, None)
+        if cached is not None and cached[0] == os.getpid():
+            cached[2].close()
 
 
 def state_path(where: Any = None) -> pathlib.Path:
