@@ -19,7 +19,9 @@ made again under the same name, and drivers are idempotent by name (see
 ``engine.plugins.drivers``), so nothing is made twice. Calls with an ``owner``
 (``cloud_request:7``) are made by the job that owns the step, in the order they were
 recorded, and the step waits until they are done; calls without one are made by the
-``datacenter.calls`` job (kicked after the commit that records them).
+``datacenter.calls`` job (kicked after the commit that records them). For an owner's calls
+the phases share the owner's step transactions (``claim_next`` in the step that recorded the
+call, ``record_outcome`` before the next step): the protocol is the same, with fewer commits.
 """
 
 from __future__ import annotations
