@@ -475,6 +475,9 @@ def main(argv: list[str] | None = None) -> int:
     figures.append(Figure("peak_memory", peak - before,
                           f"{peak - before:.1f} MB (process peak RSS {peak:.1f} MB)"))
     print(figures[-1].line(), flush=True)
+    from benchmarks.api import run as run_api
+
+    figures += run_api(registry)  # SOAP and XML-RPC against bare echo services
     return 1 if any(not figure.ok for figure in figures) else 0
 
 

@@ -83,3 +83,16 @@ def test_read_only_calls_on_sqlite_succeed_while_another_connection_holds_the_wr
     finally:
         writer.execute("ROLLBACK")
         writer.close()
+
+
+def test_api_paths_get_a_stateless_session_and_browser_paths_a_real_one(registry: Any) -> None:
+    """Nothing on /soap/ or /xmlrpc/ reads, reissues or sets the browser session cookie."""
+    from pyramid.request import Request
+
+    from engine.security import StatelessSession
+
+    for path, stateless in (("/soap/clouduser", True), ("/xmlrpc/cloudadmin", True),
+                            ("/login", False)):
+        request = Request.blank(path, headers={"Cookie": "qrm_session=anything"})
+        request.registry = registry
+        assert isinstance(request.session, StatelessSession) is stateless, path
