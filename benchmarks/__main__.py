@@ -471,10 +471,14 @@ def main(argv: list[str] | None = None) -> int:
         before = current_rss_mb()
         figures.append(throughput(registry, drive, args.cutoff, args.profile, args.requests))
         print(figures[-1].line(), flush=True)
+        from benchmarks.api import run as run_api
+
+        api_figures = run_api(registry)  # SOAP and XML-RPC against bare echo services
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
     figures.append(Figure("peak_memory", peak - before,
                           f"{peak - before:.1f} MB (process peak RSS {peak:.1f} MB)"))
     print(figures[-1].line(), flush=True)
+    figures += api_figures
     return 1 if any(not figure.ok for figure in figures) else 0
 
 

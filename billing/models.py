@@ -17,7 +17,9 @@ class LedgerEntry(Base):
     """A movement of CCUs. ``amount`` > 0 is a credit, < 0 a charge. Never updated or deleted."""
 
     __tablename__ = "ledger_entry"
-    __table_args__ = (Index("ix_ledger_entry_user_time", "user_id", "time"),)
+    __table_args__ = (Index("ix_ledger_entry_user_time", "user_id", "time"),
+                      # a request's last charge, in every CloudRequest of the APIs
+                      Index("ix_ledger_entry_request_time", "request_id", "time"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     #: what makes this movement unique (``charge:appliance:7:run:0:hour:3``); a second

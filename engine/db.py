@@ -71,8 +71,45 @@ class UTCDateTime(TypeDecorator):
         return value.astimezone(dt.UTC)
 
 
+#: execution option of a connection whose SQLite transaction begins deferred (see
+#: ``begin_for_reading``)
+DEFERRED_BEGIN = "qrm_sqlite_deferred_begin"
+
+
+def begin_for_reading(request: Any) -> None:
+    """Let the transaction of ``request`` begin without SQLite's write lock, for a unit of
+    work that only reads (an API call to a read-only operation): a plain (deferred)
+    ``BEGIN`` instead of ``BEGIN IMMEDIATE``, so that it reads its snapshot (WAL) while a
+    writer holds the lock, instead of queueing behind every writer.
+
+    To be called before the request's session first touches the database; later it changes
+    nothing (the transaction has begun IMMEDIATE, which is always safe). Other databases
+    are not affected. A write in such a transaction is still correct: SQLite either takes
+    the lock for it or, when another writer committed since this transaction's snapshot,
+    refuses it ("database is locked"); ``is_deferred_write_conflict`` makes that error
+    retryable, and the retry (any attempt after the first) begins IMMEDIATE again.
+    """
+    if request.environ.get("retry.attempt", 0):
+        return
+    dbsession = request.dbsession
+    dbsession.execution_options = dbsession.execution_options.union({DEFERRED_BEGIN: True})
+
+
+def is_deferred_write_conflict(request: Any, error: BaseException) -> bool:
+    """Whether ``error`` is SQLite refusing a write in a transaction that began deferred
+    (``begin_for_reading``): the unit of work can run again, from an IMMEDIATE begin."""
+    from sqlalchemy.exc import OperationalError
+
+    dbsession = request.__dict__.get("dbsession")  # made on first use (reified)
+    if not isinstance(error, OperationalError) or dbsession is None:
+        return False
+    return (bool(dbsession.execution_options.get(DEFERRED_BEGIN, False))
+            and "database is locked" in str(error.orig))
+
+
 def _configure_sqlite(engine: Engine) -> None:
-    """WAL, foreign keys, and BEGIN IMMEDIATE so concurrent writers queue instead of failing."""
+    """WAL, foreign keys, and BEGIN IMMEDIATE so concurrent writers queue instead of failing
+    (reads asked for with ``begin_for_reading`` begin deferred)."""
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -87,7 +124,10 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        if connection.get_execution_options().get(DEFERRED_BEGIN):
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def get_engine(settings: dict[str, Any], prefix: str = "sqlalchemy.", **options: Any) -> Engine:

@@ -2,18 +2,24 @@
 
 Two roles: admins (``admin_user``) and cloud users (``cloud_user``). A browser session holds
 ``(role, id)``; the SOAP/XML-RPC faces authenticate each call and set the identity themselves.
+Paths a face declares stateless (``config.add_stateless_path_prefix``: the APIs) get an
+empty session that is never read from or written to a cookie.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import time
+from collections.abc import Callable
 from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from pyramid.csrf import SessionCSRFStoragePolicy
+from pyramid.interfaces import ISession
 from pyramid.security import Allowed, Denied
 from pyramid.session import SignedCookieSessionFactory
+from zope.interface import implementer
 
 from engine.permissions import ROLE_PERMISSIONS, Permissions, Role
 
@@ -119,12 +125,70 @@ class SecurityPolicy:
         return []
 
 
+#: registry key of the path prefixes whose requests carry no browser session
+STATELESS_PREFIXES_KEY = "qrm.stateless_path_prefixes"
+
+
+@implementer(ISession)
+class StatelessSession(dict):
+    """The session of a request on a stateless path (an API call): empty, and forgotten
+    with the request — no cookie is read, verified, reissued or set."""
+
+    new = True
+
+    def __init__(self, _request: Any = None) -> None:
+        super().__init__()
+        self.created = time.time()
+
+    def changed(self) -> None:
+        pass
+
+    def invalidate(self) -> None:
+        self.clear()
+
+    def flash(self, msg: Any, queue: str = "", allow_duplicate: bool = True) -> None:
+        pass
+
+    def pop_flash(self, queue: str = "") -> list:
+        return []
+
+    def peek_flash(self, queue: str = "") -> list:
+        return []
+
+    def new_csrf_token(self) -> str:
+        raise RuntimeError("a stateless (API) request has no session for a CSRF token")
+
+    def get_csrf_token(self) -> str:
+        return self.new_csrf_token()
+
+
+def session_factory_for(browser_sessions: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """The browser's session factory, except on the stateless paths."""
+
+    def make_session(request: Any) -> Any:
+        prefixes = request.registry.get(STATELESS_PREFIXES_KEY, ())
+        if prefixes and request.path_info.startswith(prefixes):
+            return StatelessSession(request)
+        return browser_sessions(request)
+
+    return make_session
+
+
+def add_stateless_path_prefix(config: Any, prefix: str) -> None:
+    """Config directive: requests below ``prefix`` (``/soap/``) carry no browser session;
+    their views authenticate each call themselves."""
+    prefixes = tuple(config.registry.get(STATELESS_PREFIXES_KEY, ()))
+    if prefix not in prefixes:
+        config.registry[STATELESS_PREFIXES_KEY] = (*prefixes, prefix)
+
+
 def includeme(config: Any) -> None:
     settings = config.get_settings()
     configure_password_hashing(settings)
     from engine.settings import as_bool
 
-    config.set_session_factory(
+    config.add_directive("add_stateless_path_prefix", add_stateless_path_prefix)
+    config.set_session_factory(session_factory_for(
         SignedCookieSessionFactory(
             settings["qrm.session_secret"],
             cookie_name="qrm_session",
@@ -134,7 +198,7 @@ def includeme(config: Any) -> None:
             timeout=8 * 3600,
             reissue_time=600,
         )
-    )
+    ))
     config.set_csrf_storage_policy(SessionCSRFStoragePolicy())
     config.set_default_csrf_options(require_csrf=True)
     config.set_security_policy(SecurityPolicy())

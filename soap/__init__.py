@@ -21,6 +21,9 @@ def includeme(config: Any) -> None:
     config.add_renderer("xmlrpc", XMLRPCRenderer(allow_none=True))
     config.add_route_predicate("xmlrpc_endpoint", SafeEndpointPredicate)
     config.include("soap.routes")
+    # every call carries its own credentials: no browser session on these paths
+    for prefix in ("/soap/", "/xmlrpc/"):
+        config.add_stateless_path_prefix(prefix)
 
     config.registry[ENDPOINTS_KEY] = {name: SoapEndpoint(role)
                                       for name, (role, _path) in SOAP_ROUTES.items()}

@@ -20,7 +20,7 @@ from pyramid.authentication import extract_http_basic_credentials
 
 from engine.accounts.services import AccountService
 from engine.cloud.services import CloudUserService
-from engine.db import utcnow
+from engine.db import begin_for_reading, utcnow
 from engine.errors import AuthenticationFailed, PermissionDenied
 from engine.security import Actor
 
@@ -102,11 +102,15 @@ def check_created(created: str | None, *, now: dt.datetime | None = None) -> Non
                                    "the client's clock")
 
 
-def authenticate(request: Any, role: str, header_elements: Iterable[Any] | None = None
-                 ) -> Actor:
+def authenticate(request: Any, role: str, header_elements: Iterable[Any] | None = None, *,
+                 read_only: bool = False) -> Actor:
     """The actor of one API call, from a UsernameToken in ``header_elements`` or from HTTP
-    Basic; raises AuthenticationFailed or PermissionDenied."""
+    Basic; raises AuthenticationFailed or PermissionDenied. ``read_only``: the call's
+    operation only reads, so its transaction need not take SQLite's write lock."""
     token = parse_username_token(header_elements)
+    if read_only and not (token is not None and token.digest):
+        # (a digest token writes its nonce in this transaction: that one begins as writers do)
+        begin_for_reading(request)
     if token is None:
         basic = extract_http_basic_credentials(request)
         if basic is None:

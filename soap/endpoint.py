@@ -24,7 +24,7 @@ from spyne.server.wsgi import WsgiApplication
 from engine.errors import QrmError
 from soap.credentials import authenticate
 from soap.errors import FAULT_CODES, SERVER_ERROR, describe, retryable
-from soap.operations import Operation, operations_for
+from soap.operations import READ_ONLY_OPERATIONS, Operation, operations_for
 from soap.types import spyne_type, to_wire
 from soap.xmlsafety import refuse_dtd
 
@@ -86,7 +86,9 @@ class ApiService(ServiceBase):
     def call_wrapper(cls, ctx: Any, args: Any = None) -> Any:
         request = ctx.transport.req_env[REQUEST_KEY]
         try:
-            request.api_actor = authenticate(request, cls.role, ctx.in_header_doc)
+            request.api_actor = authenticate(
+                request, cls.role, ctx.in_header_doc,
+                read_only=ctx.descriptor.name in READ_ONLY_OPERATIONS)
             result = super().call_wrapper(ctx, args)
             request.dbsession.flush()  # constraint errors surface here, as faults
             return result

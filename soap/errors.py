@@ -8,6 +8,7 @@ from typing import Any
 
 from pyramid_retry import is_error_retryable, mark_error_retryable
 
+from engine.db import is_deferred_write_conflict
 from engine.errors import QrmError
 
 log = logging.getLogger("qrm.api")
@@ -44,7 +45,8 @@ def describe(error: BaseException, *, face: str) -> tuple[str, str]:
 
 def retryable(request: Any, error: BaseException) -> bool:
     """Whether pyramid_retry should run the whole call again (a deadlock or serialization
-    failure the database reported), instead of answering with a fault."""
-    if request.tm.get().isRetryableError(error):
+    failure the database reported, or SQLite refusing a write in a transaction begun for
+    reading), instead of answering with a fault."""
+    if request.tm.get().isRetryableError(error) or is_deferred_write_conflict(request, error):
         mark_error_retryable(error)
     return is_error_retryable(request, error)

@@ -397,6 +397,12 @@ class Operation:
     admin_only: bool = False
 
     @property
+    def read_only(self) -> bool:
+        """Whether the operation only reads (its transaction need not take SQLite's write
+        lock: ``engine.db.begin_for_reading``)."""
+        return self.name in READ_ONLY_OPERATIONS
+
+    @property
     def doc(self) -> str:
         """The function's docstring, which documents the operation in the WSDL."""
         return " ".join(inspect.cleandoc(self.function.__doc__ or "").split())
@@ -406,6 +412,15 @@ class Operation:
         names = (param.name for param in self.params)
         return self.function(request, actor, **dict(zip(names, values, strict=True)))
 
+
+#: the operations that change nothing (a write in one would still be correct, only slower)
+READ_ONLY_OPERATIONS = frozenset({
+    "CloudUserGetDetails", "CloudUserGetCCUs", "CloudUserGetLimits",
+    "CloudUserGetTransactions", "CloudRequestGetList", "CloudRequestGetDetails",
+    "CloudApplianceGetList", "CloudApplianceGetDetails", "KernelGetList", "ImageGetList",
+    "VirtualizationGetList", "PuppetGetList", "ProductGetList", "ProductGetDetails",
+    "CloudUserGetList",
+})
 
 CLOUD_USER = Param("cloud_user", "string",
                    "Name of the cloud user (cloud-user API: your own name or empty).")

@@ -48,7 +48,8 @@ class XmlRpcOperation:
 
     def __call__(self, request: Any) -> Any:
         try:
-            request.api_actor = authenticate(request, self.role)
+            request.api_actor = authenticate(request, self.role,
+                                             read_only=self.operation.read_only)
             values = self._arguments(request.rpc_args)
             result = self.operation.call(request, request.api_actor, values)
             request.dbsession.flush()  # constraint errors surface here, as faults

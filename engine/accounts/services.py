@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from engine.accounts.credentials import VerifiedCredentials, verified_credentials
 from engine.accounts.digest import DigestSecrets, authenticate_by_digest, digest_secrets
 from engine.accounts.models import AdminUser
 from engine.accounts.throttle import LoginThrottle, login_throttle
@@ -22,14 +23,17 @@ class AccountService:
 
     def __init__(self, db: Session, events: EventService,
                  throttle: LoginThrottle | None = None,
-                 digests: DigestSecrets | None = None) -> None:
+                 digests: DigestSecrets | None = None,
+                 credentials: VerifiedCredentials | None = None) -> None:
         self.db, self.events, self.throttle = db, events, throttle
         self.digests = digests or DigestSecrets(None)
+        self.credentials = credentials
 
     @classmethod
     def create_service(cls, _context: Any, request: Any) -> AccountService:
         return cls(request.dbsession, request.find_service(EventService),
-                   login_throttle(request), digest_secrets(request))
+                   login_throttle(request), digest_secrets(request),
+                   verified_credentials(request))
 
     def create_admin(self, name: str, password: str, *, email: str = "",
                      actor: Actor) -> AdminUser:
@@ -64,13 +68,18 @@ class AccountService:
         if self.throttle:
             self.throttle.check("admin", name)
         admin = self.db.scalar(select(AdminUser).where(AdminUser.name == name))
-        if not verify_password(admin.password_hash if admin else None, password):
+        if not self._password_matches(name, password, admin.password_hash if admin else None):
             if self.throttle:
                 self.throttle.record_failure("admin", name, "wrong user name or password")
             raise AuthenticationFailed(_("wrong user name or password"))
         if not admin.active:
             raise AuthenticationFailed(_("this admin account is disabled"))
         return admin
+
+    def _password_matches(self, name: str, password: str, password_hash: str | None) -> bool:
+        if self.credentials is None:
+            return verify_password(password_hash, password)
+        return self.credentials.verify("admin", name, password, password_hash)
 
     def authenticate_admin_digest(self, name: str, *, digest: str, nonce: bytes,
                                   created: str) -> AdminUser:

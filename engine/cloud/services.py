@@ -10,8 +10,9 @@ from typing import Any
 
 from pyramid.i18n import TranslationString
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session, joinedload, selectinload
 
+from engine.accounts.credentials import VerifiedCredentials, verified_credentials
 from engine.accounts.digest import DigestSecrets, authenticate_by_digest, digest_secrets
 from engine.accounts.throttle import LoginThrottle, login_throttle
 from engine.cloud.billing_port import BillingPort, RequestSpec
@@ -87,6 +88,12 @@ TRANSITIONS: dict[RequestStatus, frozenset[RequestStatus]] = {
 EXTENDABLE = frozenset({RequestStatus.NEW, RequestStatus.APPROVED, RequestStatus.ACTIVE})
 
 
+#: what a request's details show, loaded with the request in one go (no lazy load per field)
+REQUEST_DETAILS = (joinedload(CloudRequest.user), joinedload(CloudRequest.kernel),
+                   joinedload(CloudRequest.image), joinedload(CloudRequest.virtualization_type),
+                   selectinload(CloudRequest.appliances))
+
+
 def lock_row(db: Session, model: type, row_id: int) -> Any:
     """Load a row with a write lock (SQLite: its writers are serialised already)."""
     query = select(model).where(model.id == row_id).execution_options(populate_existing=True)
@@ -117,17 +124,20 @@ class CloudUserService:
 
     def __init__(self, db: Session, *, config: CloudConfigService, events: EventService,
                  billing: BillingPort, throttle: LoginThrottle | None = None,
-                 digests: DigestSecrets | None = None) -> None:
+                 digests: DigestSecrets | None = None,
+                 credentials: VerifiedCredentials | None = None) -> None:
         self.db, self.config, self.events, self.billing = db, config, events, billing
         self.throttle = throttle
         self.digests = digests or DigestSecrets(None)
+        self.credentials = credentials
 
     @classmethod
     def create_service(cls, _context: Any, request: Any) -> CloudUserService:
         return cls(request.dbsession, config=request.find_service(CloudConfigService),
                    events=request.find_service(EventService),
                    billing=request.find_service(BillingPort),
-                   throttle=login_throttle(request), digests=digest_secrets(request))
+                   throttle=login_throttle(request), digests=digest_secrets(request),
+                   credentials=verified_credentials(request))
 
     # -- look-ups with ownership ------------------------------------------------------------
     def resolve(self, name: str | None, *, actor: Actor) -> CloudUser:
@@ -177,13 +187,20 @@ class CloudUserService:
         if self.throttle:
             self.throttle.check("clouduser", name)
         user = self.db.scalar(select(CloudUser).where(CloudUser.name == name))
-        if not verify_password(user.password_hash if user else None, password or ""):
+        if not self._password_matches(name, password or "",
+                                      user.password_hash if user else None):
             if self.throttle:
                 self.throttle.record_failure("clouduser", name, "wrong user name or password")
             raise AuthenticationFailed(_("wrong user name or password"))
         if user.status is not CloudUserStatus.ACTIVE:
             raise AuthenticationFailed(account_status(name, user.status))
         return user
+
+    def _password_matches(self, name: str, password: str, password_hash: str | None) -> bool:
+        # the hash is read on every call: a password changed on any worker misses at once
+        if self.credentials is None:
+            return verify_password(password_hash, password)
+        return self.credentials.verify("clouduser", name, password, password_hash)
 
     def authenticate_digest(self, name: str, *, digest: str, nonce: bytes,
                             created: str) -> CloudUser:
@@ -479,7 +496,7 @@ class CloudRequestService:
         state (an admin approving while its user deprovisions, say)."""
         request_id = check_int(request_id, field="request_id", minimum=1)
         cloud_request = lock_row(self.db, CloudRequest, request_id) if for_update \
-            else self.db.get(CloudRequest, request_id)
+            else self.db.get(CloudRequest, request_id, options=REQUEST_DETAILS)
         if cloud_request is None or (actor.is_cloud_user and not owns(
                 actor, cloud_request.user_id, cloud_request.user.name)):
             raise NotFound(_("no request ${id}", mapping={"id": request_id}),

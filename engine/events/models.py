@@ -32,6 +32,8 @@ class Event(Base):
     __table_args__ = (
         Index("ix_event_object", "object_type", "object_id"),
         Index("ix_event_time", "time"),
+        # the log-in throttle counts one actor's recent failures on every log-in
+        Index("ix_event_actor_name_time", "actor", "name", "time"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
