@@ -4,8 +4,12 @@ set -euo pipefail
 
 # php-cli + php-soap: the PHP SoapClient interop tests; chromium: the browser tests;
 # openssh-server + openssh-client: the command worker's tests run a real sshd (started by the
-# test fixture itself, never as a system service) and generate keys with ssh-keygen
-PACKAGES=(${QRM_SYSTEM_PACKAGES:-php-cli php-soap chromium openssh-server openssh-client})
+# test fixture itself, never as a system service) and generate keys with ssh-keygen;
+# isc-dhcp-server, kea-dhcp4-server, dnsmasq: the generated DHCP configurations are checked by
+# each server's own parser (dnsmasq also serves one for real in a network namespace, with
+# busybox-static's udhcpc as the client)
+PACKAGES=(${QRM_SYSTEM_PACKAGES:-php-cli php-soap chromium openssh-server openssh-client
+          isc-dhcp-server kea-dhcp4-server dnsmasq busybox-static})
 
 missing=()
 for package in "${PACKAGES[@]}"; do
@@ -20,5 +24,15 @@ if [ "$(id -u)" -ne 0 ]; then
     exit 1
 fi
 echo "installing ${missing[*]}"
+# Installing a daemon's package must not start it (the DHCP servers would answer on the
+# machine's network): policy-rc.d refuses every start while this script installs.
+policy=/usr/sbin/policy-rc.d
+own_policy=""
+if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy"
+    chmod 755 "$policy"
+    own_policy=yes
+fi
+trap '[ -n "$own_policy" ] && rm -f "$policy"' EXIT
 apt-get update -qq
 DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"

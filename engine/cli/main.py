@@ -236,6 +236,48 @@ def commands_rerun(ctx: Context, command_id: int) -> None:
     click.echo(f"command {command_id} queued again")
 
 
+# -- network boot ----------------------------------------------------------------------------
+@main.group()
+def boot() -> None:
+    """Network boot (docs/dhcp.md)."""
+
+
+@boot.command("dhcp-config")
+@click.option("--server", type=click.Choice(["dhcpd", "kea", "dnsmasq"]), default=None,
+              help="The server's syntax (default: qrm.dhcp.server, else dnsmasq).")
+@click.pass_obj
+def boot_dhcp_config(ctx: Context, server: str | None) -> None:
+    """Print the DHCP configuration the resources and IP groups make."""
+    from engine.dhcp.services import DhcpService
+
+    click.echo(ctx.run(lambda request: request.find_service(DhcpService).config_text(server)),
+               nl=False)
+
+
+@boot.command("dhcp-write")
+@click.pass_obj
+def boot_dhcp_write(ctx: Context) -> None:
+    """Write qrm.dhcp.config_path now if it is behind, and reload the server (the
+    dhcp.write job, run once)."""
+    from engine.dhcp.jobs import write_job
+    from engine.dhcp.settings import DhcpSettings
+
+    try:
+        settings = DhcpSettings.from_settings(ctx.registry.settings)
+    except QrmError as error:
+        raise click.ClickException(error.message) from None
+    if not settings.writes:
+        raise click.ClickException("nothing to write: set qrm.dhcp.server and "
+                                   "qrm.dhcp.config_path")
+    outcome = ctx.run(write_job)
+    click.echo(f"{outcome.path}: " + ("written" if outcome.written else "unchanged"))
+    if outcome.reload is not None:
+        click.echo("reloaded" if outcome.reload.succeeded else
+                   f"reload failed: {outcome.reload.error or outcome.reload.exit_code}")
+    if outcome.gave_up:
+        raise click.ClickException("the reload hook failed too often for this content")
+
+
 # -- processes -------------------------------------------------------------------------------
 @main.command()
 @click.pass_obj
