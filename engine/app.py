@@ -38,6 +38,7 @@ def make_config(settings: dict[str, Any]) -> Configurator:
     config.include("engine.commands")       # the remote command queue
     config.include("engine.datacenter")     # resources, images, storage, appliances
     config.include("engine.monitoring")     # agent reports, health job
+    config.include("engine.boot")           # boot decisions, kernel files, agent tokens
     config.include("engine.cloud")          # users, limits, products, requests + jobs
     config.include("engine.dhcp")           # DHCP configuration from resources + IP groups
     config.include("billing")               # prices, ledger, hourly charge job

@@ -239,7 +239,7 @@ def commands_rerun(ctx: Context, command_id: int) -> None:
 # -- network boot ----------------------------------------------------------------------------
 @main.group()
 def boot() -> None:
-    """Network boot (docs/dhcp.md)."""
+    """Network boot: DHCP configuration (docs/dhcp.md), the initramfs (docs/boot.md)."""
 
 
 @boot.command("dhcp-config")
@@ -276,6 +276,57 @@ def boot_dhcp_write(ctx: Context) -> None:
                    f"reload failed: {outcome.reload.error or outcome.reload.exit_code}")
     if outcome.gave_up:
         raise click.ClickException("the reload hook failed too often for this content")
+
+
+# -- kernels ------------------------------------------------------------------------------
+@main.group()
+def kernels() -> None:
+    """Kernels that resources network-boot."""
+
+
+@kernels.command("add")
+@click.argument("name")
+@click.option("--vmlinuz", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The kernel image.")
+@click.option("--initrd", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="Its initramfs (see `qrm boot build-initrd`).")
+@click.option("--version", "version", default="", help="The kernel's version.")
+@click.pass_obj
+def kernels_add(ctx: Context, name: str, vmlinuz: str, initrd: str, version: str) -> None:
+    """Copy VMLINUZ and INITRD into qrm.boot.kernel_dir and register kernel NAME."""
+    from engine.boot.kernels import KernelFileService
+
+    kernel = ctx.run(lambda request: request.find_service(KernelFileService).add(
+        name, vmlinuz=pathlib.Path(vmlinuz), initrd=pathlib.Path(initrd), version=version,
+        actor=Actor.system("cli")))
+    click.echo(f"kernel {name} added ({kernel.vmlinuz_size} + {kernel.initrd_size} bytes)")
+
+
+@boot.command("build-initrd")
+@click.option("--kernel-deb", type=click.Path(exists=True, dir_okay=False),
+              help="A kernel package (.deb) whose modules go in.")
+@click.option("--modules", type=click.Path(exists=True, file_okay=False),
+              help="Or an unpacked modules tree (lib/modules/<version> or above it).")
+@click.option("--busybox", default="/bin/busybox", show_default=True,
+              help="A static busybox (Debian: busybox-static).")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Where to write it.")
+def boot_build_initrd(kernel_deb: str | None, modules: str | None, busybox: str,
+                      out: str) -> None:
+    """Build the small initramfs with busybox, the NIC/disk/NFS modules and the agent."""
+    from engine.boot import initrd
+
+    if bool(kernel_deb) == bool(modules):
+        raise click.UsageError("give either --kernel-deb or --modules")
+    try:
+        if kernel_deb:
+            order = initrd.build_from_deb(pathlib.Path(kernel_deb), pathlib.Path(out),
+                                          busybox=pathlib.Path(busybox))
+        else:
+            order = initrd.build(initrd.find_modules_dir(pathlib.Path(modules)),
+                                 pathlib.Path(out), busybox=pathlib.Path(busybox))
+    except (OSError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"{out}: {len(order)} modules ({' '.join(order)})")
 
 
 # -- processes -------------------------------------------------------------------------------

@@ -14,6 +14,9 @@ from engine.commands import ssh
 from engine.commands.errors import CommandNotRunnable, CommandTimeout
 
 EXECUTORS = ("ssh", "local")
+#: commands the resource agent fetches with its reports (engine.boot): never run by the
+#: worker; the agent reports their outcome
+AGENT_EXECUTOR = "agent"
 
 
 @dataclasses.dataclass(frozen=True)

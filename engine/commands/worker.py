@@ -37,7 +37,7 @@ from typing import Any
 
 from sqlalchemy import and_, or_, select
 
-from engine.commands.executors import EXECUTORS, Outcome, execute
+from engine.commands.executors import AGENT_EXECUTOR, EXECUTORS, Outcome, execute
 from engine.commands.models import Command, CommandState
 from engine.commands.ssh import SshTarget
 from engine.commands.targets import ssh_target, worker_pool
@@ -137,10 +137,10 @@ def claim_next(request: Any, *, owner: str) -> Claim | None:
 
 
 def _next_due(db: Any, now: dt.datetime) -> Command | None:
-    due = or_(
+    due = and_(or_(
         and_(Command.state == CommandState.QUEUED, Command.not_before <= now),
         and_(Command.state == CommandState.RUNNING, Command.claimed_until < now),
-    )
+    ), Command.executor != AGENT_EXECUTOR)
     query = select(Command).where(due).order_by(Command.not_before, Command.id).limit(1)
     if supports_row_locks(db):
         query = query.with_for_update(skip_locked=True)

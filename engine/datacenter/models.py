@@ -7,7 +7,17 @@ import enum
 import re
 from decimal import Decimal
 
-from sqlalchemy import ForeignKey, Index, Integer, Numeric, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+    true,
+)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from engine.db import Base, UTCDateTime, utcnow
@@ -84,12 +94,25 @@ class Storage(Base):
 
 
 class Kernel(Base):
+    """A kernel and its initrd that resources network-boot. Its files live in
+    ``qrm.boot.kernel_dir/<name>/`` (``vmlinuz``, ``initrd``); the sizes and SHA-256 sums
+    recorded when they were added let the boot face serve and check them (NULL: no files,
+    a kernel known by name only)."""
+
     __tablename__ = "kernel"
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(50), unique=True)
     version: Mapped[str] = mapped_column(String(50), default="")
     comment: Mapped[str] = mapped_column(String(255), default="")
+    vmlinuz_size: Mapped[int | None] = mapped_column(BigInteger)
+    vmlinuz_sha256: Mapped[str | None] = mapped_column(String(64))
+    initrd_size: Mapped[int | None] = mapped_column(BigInteger)
+    initrd_sha256: Mapped[str | None] = mapped_column(String(64))
+
+    @property
+    def has_files(self) -> bool:
+        return self.vmlinuz_size is not None and self.initrd_size is not None
 
 
 class Image(Base):
@@ -153,7 +176,18 @@ class Resource(Base):
     load: Mapped[Decimal | None] = mapped_column(Numeric(8, 2))
     uptime_s: Mapped[int | None] = mapped_column(Integer)
     last_report_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    #: SHA-256 of the resource agent's token (the token itself is never stored)
     agent_token_hash: Mapped[str | None] = mapped_column(String(255))
+    #: memory in use, as the agent last reported it
+    memory_used_mb: Mapped[int | None] = mapped_column(Integer)
+    #: False while a machine that registered itself waits for an admin
+    #: (``qrm.boot.accept_new = manual``); it is not used until accepted
+    accepted: Mapped[bool] = mapped_column(default=True, server_default=true())
+    #: the engine rebooted it: its next boot script carries a hand-over code (until then)
+    boot_window_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+    #: SHA-256 of the one-time hand-over code its boot script carried, and its expiry
+    handover_hash: Mapped[str | None] = mapped_column(String(64))
+    handover_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     #: what the resource is told to boot; NULL image = the idle ramdisk
     kernel_id: Mapped[int | None] = mapped_column(ForeignKey("kernel.id"))
     image_id: Mapped[int | None] = mapped_column(ForeignKey("image.id"))

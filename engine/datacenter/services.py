@@ -64,6 +64,11 @@ def nic_macs(mac: str, nics: int) -> tuple[str, ...]:
     return tuple(macs)
 
 
+#: after a reboot by the engine, how long the resource's next boot script may carry a
+#: hand-over code for its agent
+BOOT_WINDOW = dt.timedelta(minutes=10)
+
+
 def supports_row_locks(db: Session) -> bool:
     """PostgreSQL and MariaDB lock rows; SQLite serialises writers (BEGIN IMMEDIATE) instead."""
     return db.get_bind().dialect.name != "sqlite"
@@ -473,10 +478,31 @@ class DatacenterService:
                         message=f"VM {vm.label} (resource {vm.id}): removing it from host "
                         f"{vm.host.label}")
 
+    def assign_kernel(self, resource: Resource, kernel: Kernel | None, *,
+                      actor: Actor) -> Resource:
+        """Have ``resource`` boot ``kernel`` from its next boot on (None: the default
+        kernel, the idle ramdisk); ``reboot`` makes it boot now. Refused while an appliance
+        runs on it (the appliance decides its kernel)."""
+        if self.db.scalar(select(Appliance.id).where(Appliance.resource_id == resource.id,
+                                                     Appliance.state != ApplianceState.STOPPED)):
+            raise InvalidState(_("resource ${id} runs an appliance",
+                                 mapping={"id": resource.id}), field="resource")
+        resource.kernel = kernel
+        self.plugins.hook.qrm_resource_assigned(request=self.plugins.request, resource=resource,
+                                                kernel=kernel)
+        self.db.flush()
+        self.events.log(source="datacenter", name="resource.kernel_assigned", actor=actor,
+                        obj=resource, level=EventLevel.NOTICE,
+                        message=f"resource {resource.id} boots kernel "
+                        f"{kernel.name if kernel else '(default)'} from its next boot on")
+        return resource
+
     def reboot(self, resource: Resource, *, actor: Actor) -> None:
         """Reboot ``resource`` into whatever it is assigned: a plugin may do it from outside
         (hypervisor, power switch); otherwise the VM's driver, else a queued command."""
         resource.state = ResourceState.TRANSITION
+        # its next boot script carries a one-time hand-over code for its agent (docs/boot.md)
+        resource.boot_window_until = utcnow() + BOOT_WINDOW
         self.plugins.hook.qrm_resource_event(request=self.plugins.request, resource=resource,
                                              action="start")
         resource.power_seq = (resource.power_seq or 0) + 1
@@ -697,5 +723,8 @@ def _power_done(request: Any, call: Any) -> None:
         return
     from engine.commands.services import CommandService
 
+    # a network-booted machine whose agent registered, with no SSH target of its own, is
+    # told by its agent (the command comes with the reply to its next report)
+    executor = "agent" if resource.agent_token_hash and not resource.ssh_host else "ssh"
     request.find_service(CommandService).enqueue(resource, [call.arguments["command"]],
-                                                 actor=CALLS_ACTOR)
+                                                 actor=CALLS_ACTOR, executor=executor)

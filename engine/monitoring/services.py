@@ -19,7 +19,15 @@ from engine.scheduler.kick import kick_after_commit
 from engine.security import Actor
 
 #: a resource that has not reported for this long is marked ``error``
+#: (setting ``qrm.monitoring.timeout``, seconds)
 STALE_AFTER = dt.timedelta(seconds=240)
+TIMEOUT_SETTING = "qrm.monitoring.timeout"
+
+
+def stale_after(settings: Any) -> dt.timedelta:
+    """How long a resource may stay silent: ``qrm.monitoring.timeout`` or 240 s."""
+    value = settings.get(TIMEOUT_SETTING) if settings else None
+    return dt.timedelta(seconds=int(value)) if value else STALE_AFTER
 #: states whose resources are expected to report
 SUPERVISED = (ResourceState.IDLE, ResourceState.ACTIVE, ResourceState.BOOTING,
               ResourceState.TRANSITION)
@@ -79,9 +87,11 @@ class ResourceReportService:
         """Mark resources that stopped reporting as ``error`` (once: edge-triggered) and tell
         the plugins (``qrm_resource_failed``)."""
         now = now or utcnow()
+        timeout = stale_after(getattr(self.request, "registry", None)
+                              and self.request.registry.settings)
         stale = list(self.db.scalars(
             select(Resource).where(Resource.state.in_(SUPERVISED),
-                                   Resource.last_report_at < now - STALE_AFTER)
+                                   Resource.last_report_at < now - timeout)
         ))
         actor = Actor.system("monitoring")
         for resource in stale:

@@ -156,6 +156,26 @@ class StorageDriver(Protocol):
     def list_volumes(self, storage: StorageRef) -> list[VolumeInfo]:
         """Every volume on the storage. Raises ``HostUnreachable`` if it does not answer."""
 
+    # Optional (not part of the isinstance check; see ``SupportsBootParameters``):
+    # ``boot_parameters(storage, *, root_device, root_fs_type, deployment_type)``
+
+
+@runtime_checkable
+class SupportsBootParameters(Protocol):
+    """The optional, read-only part of a ``StorageDriver``: how a network-booted machine
+    mounts an image's root (openQRM's root-mount hook and deployment parameters).
+
+    The boot face puts each pair on the kernel command line as ``qrm.<key>=<value>`` (keys:
+    lower-case letters, digits, ``_``; values without blanks or quotes). ``root`` names the
+    method the resource agent carries out: ``none`` (stay in the ramdisk), ``nfs`` (with
+    ``nfsroot=<server>:<path>`` and optional ``nfsopts``) or ``local`` (with ``rootdev`` and
+    ``rootfstype``); docs/boot.md lists them. A driver without the method: no root mount.
+    Called inside a transaction: it must not change anything nor touch the database."""
+
+    def boot_parameters(self, storage: StorageRef, *, root_device: str, root_fs_type: str,
+                        deployment_type: str) -> Mapping[str, str]:
+        """The root-mount parameters for a machine booting the image on ``root_device``."""
+
 
 @runtime_checkable
 class VirtualizationDriver(Protocol):
@@ -188,5 +208,6 @@ class VirtualizationDriver(Protocol):
 
 __all__ = [
     "NAME_PREFIX", "HostRef", "HostUnreachable", "MachineRef", "StorageDriver", "StorageRef",
+    "SupportsBootParameters",
     "VirtualizationDriver", "VmInfo", "VmSpec", "VolumeInfo",
 ]

@@ -91,6 +91,12 @@ class SimStorageDriver(_SimDriver):
 
     storage_type = "sim-storage"
 
+    def boot_parameters(self, storage: StorageRef, *, root_device: str, root_fs_type: str,
+                        deployment_type: str) -> dict[str, str]:
+        """A simulated volume cannot be mounted by a real machine: it stays in its ramdisk
+        (the volume is named, for the boot log)."""
+        return {"root": "none", "volume": root_device.rsplit("/", 1)[-1] or "none"}
+
     def create_volume(self, storage: StorageRef, *, name: str, size_mb: int) -> str:
         """Create an empty volume and return its root device. An existing plain volume of
         that name and size is returned as it is; of another size or kind, refused."""

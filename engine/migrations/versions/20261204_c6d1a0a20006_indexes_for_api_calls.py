@@ -6,14 +6,14 @@ scan of the whole event log. ``CloudRequest`` details carry the time of the last
 charge: ``ix_ledger_entry_request_time`` finds it without scanning the ledger.
 
 Revision ID: c6d1a0a20006
-Revises: c6d1a0a20003
+Revises: c6d1a0a20004
 Create Date: 2026-12-04 15:30:00.000000
 """
 
 from alembic import op
 
 revision = 'c6d1a0a20006'
-down_revision = 'c6d1a0a20003'
+down_revision = 'c6d1a0a20004'
 branch_labels = None
 depends_on = None
 
