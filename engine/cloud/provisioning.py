@@ -786,10 +786,8 @@ def _step(request: Any, request_id: int, outcome: outside.Outcome | None = None,
     anything, and the claimed call."""
     if outcome is not None:
         outside.record_outcome(request, outcome)
-    owner = owner_of(request_id)
-    request.find_service(CallService).forget_hint(owner)
     progressed = _advance_one(request, request_id)
-    return progressed, outside.claim_next(request, owner)
+    return progressed, outside.claim_next(request, owner_of(request_id))
 
 
 __all__ = ["Appliance", "ProvisioningService", "sweep_job"]

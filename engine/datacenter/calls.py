@@ -137,10 +137,6 @@ class CallService:
         self.owner: str | None = None
         #: how many new calls this service recorded (a step that records one ends there)
         self.recorded = 0
-        #: per owner, whether a call of it may be due now: False only when ``open_for``
-        #: found none due and nothing was recorded for it since (spares ``claim_next`` its
-        #: query); ``forget_hint`` at the start of each step
-        self._due_hint: dict[str, bool] = {}
 
     @classmethod
     def create_service(cls, _context: Any, request: Any) -> CallService:
@@ -169,8 +165,6 @@ class CallService:
         self.db.add(call)
         self.db.flush()
         self.recorded += 1
-        if self.owner is not None:
-            self._due_hint[self.owner] = True
         if self.owner is None and self.request is not None:
             from engine.scheduler.kick import kick_after_commit
 
@@ -182,20 +176,10 @@ class CallService:
 
     def open_for(self, owner: str) -> list[DriverCall]:
         """``owner``'s calls that are not done yet (pending or failed), oldest first."""
-        open_calls = list(self.db.scalars(
+        return list(self.db.scalars(
             select(DriverCall).where(DriverCall.owner == owner,
                                      DriverCall.state != CallState.DONE)
             .order_by(DriverCall.id)))
-        now = utcnow()
-        self._due_hint[owner] = any(_due(call, now) for call in open_calls)
-        return open_calls
-
-    def due_hint(self, owner: str) -> bool | None:
-        """False when no call of ``owner`` is due (known from this step), else None/True."""
-        return self._due_hint.get(owner)
-
-    def forget_hint(self, owner: str) -> None:
-        self._due_hint.pop(owner, None)
 
     def pending_about(self, kind: str, row_id: int) -> list[DriverCall]:
         """Pending calls about row ``row_id`` of ``kind`` (``image``, ``resource``), whoever
@@ -417,8 +401,6 @@ def claim_next(request: Any, owner: str) -> Claimed | None:
     open call may be made (they are made in order)."""
     from engine.datacenter.services import supports_row_locks
 
-    if request.find_service(CallService).due_hint(owner) is False:
-        return None  # this step saw every open call of the owner: none is due
     db = request.dbsession
     now = utcnow()
     first = db.scalar(select(DriverCall).where(DriverCall.owner == owner,
