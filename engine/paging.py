@@ -147,5 +147,7 @@ class KeysetPager:
         return Page(rows, size, last, first if more else None)
 
     def _exists(self, db: Session, query: Select, key: tuple, *, forward: bool) -> bool:
-        probe = self._ordered(query.where(self._beyond(key, forward=forward)), forward=forward)
-        return bool(self._fetch(db, probe, 1))
+        """Whether a row lies past ``key``: the key columns only (no entity, no eager
+        loads), the query's joins and conditions kept."""
+        probe = query.with_only_columns(*self.columns).where(self._beyond(key, forward=forward))
+        return db.execute(probe.limit(1)).first() is not None

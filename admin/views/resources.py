@@ -172,10 +172,11 @@ def _confirm_page(request: Any, action: str) -> dict[str, Any]:
             "appliance": request.find_service(DatacenterService).appliance_on(resource)}
 
 
-def _carry_out(request: Any, action: str, work: Any) -> HTTPSeeOther:
+def _carry_out(request: Any, action: str, work: Any, *, done: Any = None) -> HTTPSeeOther:
     """Do a confirmed action; a refusal is flashed on the resource's page, nothing done."""
     resource = _resource(request)
     resource_id = resource.id
+    done = done or ACTIONS[action][1]
     try:
         work(resource, acting_admin(request))
     except QrmError as error:
@@ -183,7 +184,7 @@ def _carry_out(request: Any, action: str, work: Any) -> HTTPSeeOther:
         flash(request, error_text(request, error), error=True)
         return HTTPSeeOther(location=request.route_path("admin.resources.detail",
                                                         id=resource_id))
-    flash(request, translate(request, ACTIONS[action][1], id=resource_id))
+    flash(request, translate(request, done, id=resource_id))
     target = ("admin.resources", {}) if action == "remove" else (
         "admin.resources.detail", {"id": resource_id})
     return HTTPSeeOther(location=request.route_path(target[0], **target[1]))
@@ -216,5 +217,8 @@ def forget(request: Any) -> HTTPSeeOther:
 @view_config(route_name="admin.resources.remove", request_method="POST",
              permission=Permissions.ADMIN_MANAGE)
 def remove(request: Any) -> HTTPSeeOther:
+    # a VM goes once its host has destroyed it (after the commit)
+    on_host = _resource(request).host_id is not None
     return _carry_out(request, "remove", lambda resource, actor: request.find_service(
-        DatacenterService).remove(resource, actor=actor))
+        DatacenterService).remove(resource, actor=actor),
+        done=_("Resource ${id} is being removed from its host.") if on_host else None)
