@@ -1,5 +1,7 @@
 """Small charts drawn on the server as inline SVG (no script, no network assets): the
-geometry is computed here, the template draws it."""
+geometry is computed here, the template draws it. The plot fills its SVG, which stretches to
+the box the page gives it; the scale's figures are HTML beside it, so that they keep their
+size on a phone and on a wide screen alike."""
 
 from __future__ import annotations
 
@@ -9,10 +11,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-#: the drawing area of a chart in SVG units (it scales with the page's width)
+#: the drawing area of a chart in SVG units (stretched to the page's box)
 WIDTH, HEIGHT = 600, 160
-#: room at the left for the scale's figures and below for the times
-LEFT, BOTTOM, TOP = 36, 20, 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,6 +22,7 @@ class LineChart:
     points: str
     area: str
     top: float
+    #: the scale's lines, top to bottom: (SVG height, value)
     ticks: list[tuple[float, float]]
     start: dt.datetime
     end: dt.datetime
@@ -29,9 +30,6 @@ class LineChart:
     peak: float
     width: int = WIDTH
     height: int = HEIGHT
-    left: int = LEFT
-    bottom: int = HEIGHT - BOTTOM
-    right: int = WIDTH
 
 
 def _scale_top(peak: float) -> float:
@@ -52,18 +50,16 @@ def load_chart(history: Sequence[Sequence[Any]]) -> LineChart | None:
     span = max(last - first, 1)
     peak = max(load for _stamp, load in samples)
     top = _scale_top(peak)
-    plot_width, plot_bottom = WIDTH - LEFT, HEIGHT - BOTTOM
-    plot_height = plot_bottom - TOP
 
     def x(stamp: int) -> float:
-        return round(LEFT + (stamp - first) / span * plot_width, 1)
+        return round((stamp - first) / span * WIDTH, 1)
 
     def y(load: float) -> float:
-        return round(plot_bottom - load / top * plot_height, 1)
+        return round(HEIGHT - load / top * HEIGHT, 1)
 
     line = " ".join(f"{x(stamp)},{y(load)}" for stamp, load in samples)
-    area = f"{x(first)},{plot_bottom} {line} {x(last)},{plot_bottom}"
-    ticks = [(y(top * part / 2), top * part / 2) for part in (0, 1, 2)]
+    area = f"{x(first)},{HEIGHT} {line} {x(last)},{HEIGHT}"
+    ticks = [(y(top * part / 2), top * part / 2) for part in (2, 1, 0)]
     return LineChart(points=line, area=area, top=top, ticks=ticks, samples=len(samples),
                      start=dt.datetime.fromtimestamp(first, dt.UTC),
                      end=dt.datetime.fromtimestamp(last, dt.UTC), peak=peak)

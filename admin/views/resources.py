@@ -68,36 +68,46 @@ def _counts(tally: list[tuple], *, state: Any, vtype: Any, waiting: bool) -> dic
     return counts
 
 
+def _list_filters(request: Any, vtypes: list[Any]) -> dict[str, Any]:
+    """The list's filters from the address (a bad one is a bad address: 400)."""
+    return {"state": _choice(request.GET.get("state"), {s.value: s for s in ResourceState}),
+            "vtype": _choice(request.GET.get("type"), {t.name: t for t in vtypes}),
+            "waiting": request.GET.get("waiting") == "1", "size": _page_size(request)}
+
+
+def _list_url(request: Any, chosen: dict[str, Any]) -> Any:
+    """Addresses of this list with some filters changed (None drops one), first page."""
+    kept = {"state": chosen["state"] and chosen["state"].value,
+            "type": chosen["vtype"] and chosen["vtype"].name,
+            "waiting": "1" if chosen["waiting"] else None,
+            "size": chosen["size"] if chosen["size"] != DEFAULT_PAGE_SIZE else None}
+
+    def url(**changes: Any) -> str:
+        query = {key: value for key, value in {**kept, **changes}.items() if value}
+        return request.route_path("admin.resources", _query=query)
+
+    return url, {key: value for key, value in kept.items() if value}
+
+
 @view_config(route_name="admin.resources", request_method="GET", renderer=template("resources"),
              permission=Permissions.ADMIN_VIEW)
 def resource_list(request: Any) -> dict[str, Any]:
     service = request.find_service(DatacenterService)
     vtypes = service.virtualization_types()
-    state = _choice(request.GET.get("state"), {s.value: s for s in ResourceState})
-    vtype = _choice(request.GET.get("type"), {t.name: t for t in vtypes})
-    waiting, size = request.GET.get("waiting") == "1", _page_size(request)
+    chosen = _list_filters(request, vtypes)
+    after, before = request.GET.get("after"), request.GET.get("before")
     try:
-        page = service.resource_page(state=state, virtualization_type=vtype, waiting=waiting,
-                                     after=request.GET.get("after"),
-                                     before=request.GET.get("before"), size=size)
+        page = service.resource_page(state=chosen["state"], virtualization_type=chosen["vtype"],
+                                     waiting=chosen["waiting"], after=after, before=before,
+                                     size=chosen["size"])
     except ValidationError:
         raise HTTPBadRequest() from None
-    filters = {key: value for key, value in (("state", state and state.value),
-               ("type", vtype and vtype.name), ("waiting", "1" if waiting else None),
-               ("size", size if size != DEFAULT_PAGE_SIZE else None)) if value}
-
-    def list_url(**changes: Any) -> str:
-        """This list with some filters changed (None drops one), from its first page."""
-        query = {key: value for key, value in {**filters, **changes}.items() if value}
-        return request.route_path("admin.resources", _query=query)
-
-    return {"page": page, "state": state, "vtype": vtype, "waiting": waiting, "size": size,
-            "states": list(ResourceState), "vtypes": vtypes, "filters": filters,
-            "list_url": list_url,
-            "page_sizes": PAGE_SIZES, "paged": bool(request.GET.get("after")
-                                                    or request.GET.get("before")),
-            "counts": _counts(service.resource_tally(), state=state, vtype=vtype,
-                              waiting=waiting)}
+    list_url, filters = _list_url(request, chosen)
+    counts = _counts(service.resource_tally(), state=chosen["state"], vtype=chosen["vtype"],
+                     waiting=chosen["waiting"])
+    return {**chosen, "page": page, "states": list(ResourceState), "vtypes": vtypes,
+            "filters": filters, "list_url": list_url, "page_sizes": PAGE_SIZES,
+            "paged": bool(after or before), "counts": counts}
 
 
 def _resource(request: Any) -> Resource:

@@ -575,3 +575,16 @@ def test_agent_reports_of_a_waiting_machine_go_into_the_history(pyramid_request,
 
     assert resource.load_history[-1][1:] == [0.75, 100]
     assert resource.state is ResourceState.IDLE
+
+
+def test_load_chart_scales_to_the_peak_and_spans_the_reports():
+    from admin.charts import HEIGHT, WIDTH, load_chart
+
+    chart = load_chart([[1000, 0.5, None], [1060, 3.2, 10], [1120, 1.0, 10]])
+
+    assert chart.top == 5
+    assert chart.points == f"0.0,{HEIGHT * 0.9:.1f} {WIDTH / 2:.1f},{HEIGHT * 0.36:.1f} " \
+        f"{WIDTH:.1f},{HEIGHT * 0.8:.1f}"
+    assert [value for _y, value in chart.ticks] == [5, 2.5, 0]
+    assert load_chart([[1000, 0.5, None]]) is None
+    assert load_chart([[1000, 0.1, None], [1060, 0.2, None]]).top == 1
