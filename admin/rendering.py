@@ -42,8 +42,9 @@ class Formatter:
     def __init__(self, locale_name: str) -> None:
         self.locale_name = locale_name
         self.locale = Locale.parse(locale_name)
-        # what babel's format_datetime(format="medium") looks up on every call
-        self._datetime = self.locale.datetime_formats["medium"]
+        # what babel's format_datetime(format="medium") looks up on every call (quotes
+        # dropped as it drops them)
+        self._datetime = self.locale.datetime_formats["medium"].replace("'", "")
         self._date = self.locale.date_formats["medium"]
         self._time = self.locale.time_formats["medium"]
 

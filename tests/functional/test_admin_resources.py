@@ -496,6 +496,28 @@ def test_remove_keeps_the_history_of_finished_commands(testapp, demo_cloud, pyra
     assert pyramid_request.dbsession.get(Command, done_id).resource_id is None
 
 
+def test_removing_a_vm_destroys_it_on_its_host_first(testapp, demo_cloud, pyramid_request):
+    """A free VM is removed from its host after the commit; its row goes once that is
+    done."""
+    datacenter = pyramid_request.find_service(DatacenterService)
+    vm = datacenter.create_vm(datacenter.virtualization_type("sim-vm"), name="spare-vm", cpus=1,
+                              memory_mb=256, nics=1, disk_mb=0, actor=ADMIN)
+    vm_id = vm.id
+    commit(pyramid_request)
+    run_jobs(pyramid_request.registry, "datacenter.calls", "plugins.monitor")
+    admin_login(testapp)
+
+    confirm = testapp.get(f"/admin/resources/{vm_id}/remove")
+    assert "destroyed on its host first" in text_of(confirm, "confirm-consequence")
+    page = confirm.forms["confirm-form"].submit().follow()
+
+    assert f"Resource {vm_id} is being removed from its host." in page
+    run_jobs(pyramid_request.registry, "datacenter.calls")
+    pyramid_request.dbsession.expire_all()
+    assert pyramid_request.dbsession.get(Resource, vm_id) is None
+    assert resource_events(pyramid_request, vm_id, "vm.removing")[0].actor == "admin:admin"
+
+
 # -- who may -------------------------------------------------------------------------------
 def test_cloud_user_may_not_act_on_resources(testapp, demo_cloud, pyramid_request, registry):
     rid = add_machines(pyramid_request, 1)[0]
