@@ -9,15 +9,16 @@ i18n extension's ``_`` looks ``gettext`` up in the render context).
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from decimal import Decimal
 from typing import Any
 
 from babel import Locale
-from babel.dates import format_date
+from babel.dates import format_date, format_timedelta
 from babel.numbers import format_decimal
 
 from admin.i18n import DOMAIN, error_text, label
-from engine.i18n import LANGUAGES, format_ccus, format_time
+from engine.i18n import LANGUAGES, format_ccus
 
 TEMPLATE_PACKAGE = "admin:templates/"
 FLASH_INFO = "admin.info"
@@ -34,14 +35,37 @@ def flash(request: Any, message: str, *, error: bool = False) -> None:
 
 
 class Formatter:
-    """Dates, numbers and CCU amounts in one locale (times are shown in UTC)."""
+    """Dates, numbers and CCU amounts in one locale (times are shown in UTC). One per
+    locale (``formatter``): the locale and its date-time patterns are parsed once, not for
+    every cell of a list."""
 
     def __init__(self, locale_name: str) -> None:
         self.locale_name = locale_name
         self.locale = Locale.parse(locale_name)
+        # what babel's format_datetime(format="medium") looks up on every call (quotes
+        # dropped as it drops them)
+        self._datetime = self.locale.datetime_formats["medium"].replace("'", "")
+        self._date = self.locale.date_formats["medium"]
+        self._time = self.locale.time_formats["medium"]
 
     def time(self, value: dt.datetime | None) -> str:
-        return format_time(value, self.locale_name)
+        if value is None:
+            return "—"
+        value = value.astimezone(dt.UTC)
+        return self._datetime.replace("{1}", self._date.apply(value, self.locale)).replace(
+            "{0}", self._time.apply(value, self.locale))
+
+    def age(self, value: dt.datetime | None, now: dt.datetime) -> str:
+        """How long ago ``value`` was, in words of the locale (``3 minutes``)."""
+        if value is None:
+            return "—"
+        return format_timedelta(now - value, threshold=1, locale=self.locale)
+
+    def seconds(self, value: int | None) -> str:
+        """A duration given in seconds, in words of the locale (``2 days``)."""
+        if value is None:
+            return "—"
+        return format_timedelta(dt.timedelta(seconds=value), threshold=1, locale=self.locale)
 
     def date(self, value: dt.date | None) -> str:
         return "—" if value is None else format_date(value, format="medium", locale=self.locale)
@@ -68,6 +92,12 @@ class Formatter:
         return "∞" if not value else format_decimal(value, locale=self.locale)
 
 
+@functools.lru_cache(maxsize=8)
+def formatter(locale_name: str) -> Formatter:
+    """The (shared, stateless) formatter of a locale."""
+    return Formatter(locale_name)
+
+
 def language_names() -> list[tuple[str, str]]:
     """The console's languages, each named in its own language."""
     return [(code, Locale.parse(code).display_name.capitalize()) for code in LANGUAGES]
@@ -85,7 +115,7 @@ def add_template_globals(event: Any) -> None:
         gettext=lambda message: localizer.translate(message, domain=DOMAIN),
         ngettext=lambda singular, plural, n: localizer.pluralize(singular, plural, n,
                                                                  domain=DOMAIN),
-        fmt=Formatter(request.locale_name),
+        fmt=formatter(request.locale_name),
         label=lambda member: label(request, member),
         error_text=lambda error: error_text(request, error),
         language=request.locale_name,

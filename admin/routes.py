@@ -30,6 +30,12 @@ def includeme(config: Any) -> None:
     config.add_route("admin.cloud.users.remove", f"/cloud/users/{ID}/remove")
 
     config.add_route("admin.resources", "/resources")
+    config.add_route("admin.resources.detail", f"/resources/{ID}")
+    config.add_route("admin.resources.kernel", f"/resources/{ID}/kernel")
+    config.add_route("admin.resources.reboot", f"/resources/{ID}/reboot")
+    config.add_route("admin.resources.accept", f"/resources/{ID}/accept")
+    config.add_route("admin.resources.forget", f"/resources/{ID}/forget")
+    config.add_route("admin.resources.remove", f"/resources/{ID}/remove")
     config.add_route("admin.appliances", "/appliances")
 
     config.add_route("admin.calls", "/calls")

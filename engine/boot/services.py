@@ -352,6 +352,7 @@ class AgentService:
             resource.accepted = self.settings.accept_new == ACCEPT_AUTO
         resource.cpus, resource.memory_mb, resource.nics = facts.cpus, facts.memory_mb, facts.nics
         resource.hostname = facts.hostname or resource.hostname
+        resource.macs = list(facts.macs)
         token = self._new_token(resource)
         self.events.log(source="boot", name="boot.registered", actor=agent_actor(resource),
                         obj=resource, level=EventLevel.NOTICE,
@@ -439,6 +440,7 @@ class AgentService:
             # figures are kept, the state is not (a late report of the old boot)
             resource.load, resource.uptime_s = report.load, report.uptime_s
             resource.last_report_at = utcnow()
+            resource.record_load(report.load, resource.last_report_at)
         reply = {"interval": str(self.settings.report_interval),
                  "accepted": "1" if resource.accepted else "0"}
         command = self._next_command(resource, actor=actor)

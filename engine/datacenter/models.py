@@ -18,7 +18,7 @@ from sqlalchemy import (
     UniqueConstraint,
     true,
 )
-from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.orm import Mapped, deferred, mapped_column, relationship
 
 from engine.db import Base, UTCDateTime, utcnow
 from engine.types import JsonValue, enum_type
@@ -141,6 +141,11 @@ class Image(Base):
     deployment_type: Mapped[DeploymentType] = relationship()
 
 
+#: the load history a resource keeps: one sample a minute at most, the last two hours
+LOAD_SAMPLE_EVERY = dt.timedelta(minutes=1)
+LOAD_HISTORY_SIZE = 120
+
+
 class ResourceState(enum.Enum):
     UNKNOWN = "unknown"      # created, never reported
     BOOTING = "booting"      # powering up / in the boot ramdisk
@@ -155,8 +160,12 @@ class Resource(Base):
     """A bootable machine known by its MAC: physical, a hypervisor host, or a VM."""
 
     __tablename__ = "resource"
-    #: ids name VMs and volumes: never handed out twice, on SQLite either
-    __table_args__ = {"sqlite_autoincrement": True}
+    __table_args__ = (
+        #: the console's list filtered by state, in id order
+        Index("ix_resource_state_id", "state", "id"),
+        #: ids name VMs and volumes: never handed out twice, on SQLite either
+        {"sqlite_autoincrement": True},
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(100), default="")
@@ -203,6 +212,11 @@ class Resource(Base):
     ssh_port: Mapped[int | None] = mapped_column(Integer)
     ssh_user: Mapped[str | None] = mapped_column(String(64))
     ssh_key: Mapped[str | None] = mapped_column(String(255))
+    #: every MAC the machine registered with (the first is ``mac``); NULL: only ``mac`` known
+    macs: Mapped[list[str] | None] = mapped_column(JsonValue)
+    #: its last reports, oldest first, ``[unix time, load, memory used (MB) or None]`` each
+    #: (``record_load``); not loaded with the row unless asked for (lists stay small)
+    load_history: Mapped[list[list[float | None]] | None] = deferred(mapped_column(JsonValue))
 
     virtualization_type: Mapped[VirtualizationType] = relationship()
     host: Mapped[Resource | None] = relationship(remote_side=[id])
@@ -216,6 +230,19 @@ class Resource(Base):
     @property
     def label(self) -> str:
         return self.name or self.hostname or self.mac
+
+    def record_load(self, load: Decimal | None, now: dt.datetime) -> None:
+        """Keep a reported load (and the memory in use) in the bounded history: at most one
+        sample per ``LOAD_SAMPLE_EVERY``, the last ``LOAD_HISTORY_SIZE``."""
+        if load is None:
+            return
+        history = list(self.load_history or [])
+        stamp = int(now.timestamp())
+        if history and stamp - history[-1][0] < LOAD_SAMPLE_EVERY.total_seconds():
+            return
+        history.append([stamp, float(load), self.memory_used_mb])
+        # a new list: the JSON column notices assignment, not changes in place
+        self.load_history = history[-LOAD_HISTORY_SIZE:]
 
 
 class ApplianceState(enum.Enum):

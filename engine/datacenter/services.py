@@ -8,9 +8,10 @@ import secrets
 from typing import Any
 
 from pyramid.i18n import TranslationString
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, selectinload
 
+from engine.commands.models import Command, CommandState
 from engine.datacenter.calls import POWER, CallService, on_done
 from engine.datacenter.models import (
     Appliance,
@@ -32,6 +33,7 @@ from engine.errors import CapacityError, InvalidState, NotFound, ValidationError
 from engine.events.models import EventLevel
 from engine.events.services import EventService
 from engine.i18n import _
+from engine.paging import DEFAULT_SIZE, KeysetPager, Page
 from engine.plugins.drivers import VmSpec
 from engine.plugins.manager import PluginService
 from engine.security import Actor
@@ -67,6 +69,10 @@ def nic_macs(mac: str, nics: int) -> tuple[str, ...]:
 #: after a reboot by the engine, how long the resource's next boot script may carry a
 #: hand-over code for its agent
 BOOT_WINDOW = dt.timedelta(minutes=10)
+
+
+#: the console's resource list: by id
+RESOURCE_PAGER = KeysetPager(Resource.id)
 
 
 def supports_row_locks(db: Session) -> bool:
@@ -192,6 +198,42 @@ class DatacenterService:
                         message=f"resource {resource.id} ({resource.mac}) removed")
         self.db.delete(resource)
         self.db.flush()
+
+    def remove(self, resource: Resource, *, actor: Actor) -> None:
+        """Remove a resource as an admin asks it (the console): refused while an appliance,
+        a VM, a storage server, a queued command or a cloud appliance that is not removed
+        uses it; the history of finished work keeps its rows, without the resource. A VM is
+        destroyed on its host first (``remove_vm``)."""
+        from engine.cloud.models import CloudAppliance, CloudApplianceState  # cloud uses us
+
+        used = [(select(Appliance.id).where(Appliance.resource_id == resource.id),
+                 _("resource ${id} runs an appliance")),
+                (select(Resource.id).where(Resource.host_id == resource.id),
+                 _("resource ${id} carries virtual machines")),
+                (select(Storage.id).where(Storage.resource_id == resource.id),
+                 _("resource ${id} is a storage server")),
+                (select(Command.id).where(Command.resource_id == resource.id, Command.state.in_(
+                    (CommandState.QUEUED, CommandState.RUNNING))),
+                 _("resource ${id} has commands queued or running")),
+                (select(CloudAppliance.id).where(
+                    (CloudAppliance.resource_id == resource.id)
+                    | (CloudAppliance.created_vm_id == resource.id),
+                    CloudAppliance.state != CloudApplianceState.REMOVED),
+                 _("resource ${id} is in use by a cloud request"))]
+        for query, message in used:
+            if self.db.scalar(query.limit(1)) is not None:
+                raise InvalidState(_(message, mapping={"id": resource.id}), field="resource")
+        for table, column in ((Command, Command.resource_id),
+                              (StorageAuthorization, StorageAuthorization.resource_id),
+                              (CloudAppliance, CloudAppliance.resource_id),
+                              (CloudAppliance, CloudAppliance.created_vm_id)):
+            self.db.execute(update(table).where(column == resource.id)
+                            .values({column.key: None}).execution_options(
+                                synchronize_session=False))
+        if resource.kind is VirtualizationKind.VM and resource.host is not None:
+            self.remove_vm(resource, actor=actor)
+        else:
+            self.remove_resource(resource, actor=actor)
 
     def add_kernel(self, name: str, *, version: str = "", actor: Actor) -> Kernel:
         check_name(name, field="kernel")
@@ -363,6 +405,50 @@ class DatacenterService:
                           selectinload(Resource.host))
                  .order_by(Resource.id))
         return [(resource, appliance) for resource, appliance in self.db.execute(query)]
+
+    def resource_page(self, *, state: ResourceState | None = None,
+                      virtualization_type: VirtualizationType | None = None,
+                      waiting: bool = False, after: str | None = None,
+                      before: str | None = None, size: int = DEFAULT_SIZE) -> Page:
+        """One page of ``resources()`` (by id), filtered by state, type and waiting for
+        acceptance; a constant number of queries whatever the page or the pool's size."""
+        query = (select(Resource, Appliance)
+                 .outerjoin(Appliance, Appliance.resource_id == Resource.id)
+                 .options(selectinload(Resource.virtualization_type),
+                          selectinload(Resource.host)))
+        if state is not None:
+            query = query.where(Resource.state == state)
+        if virtualization_type is not None:
+            query = query.where(Resource.virtualization_type_id == virtualization_type.id)
+        if waiting:
+            query = query.where(Resource.accepted.is_(False))
+        return RESOURCE_PAGER.page(self.db, query, after=after, before=before, size=size)
+
+    def resource_tally(self) -> list[tuple[ResourceState, int, bool, int]]:
+        """``(state, virtualization type id, accepted, count)`` for every combination there
+        is: the console's filter counts, in one grouped query."""
+        return [tuple(row) for row in self.db.execute(
+            select(Resource.state, Resource.virtualization_type_id, Resource.accepted,
+                   func.count(Resource.id))
+            .group_by(Resource.state, Resource.virtualization_type_id, Resource.accepted))]
+
+    def resource(self, resource_id: int) -> Resource:
+        resource = self.db.get(Resource, resource_id)
+        if resource is None:
+            raise NotFound(_("no resource ${id}", mapping={"id": resource_id}),
+                           field="resource")
+        return resource
+
+    def appliance_on(self, resource: Resource) -> Appliance | None:
+        return self.db.scalar(select(Appliance).where(Appliance.resource_id == resource.id))
+
+    def vms_on(self, host: Resource) -> list[Resource]:
+        """The VMs a host resource carries, by id."""
+        return list(self.db.scalars(select(Resource).where(Resource.host_id == host.id)
+                                    .order_by(Resource.id)))
+
+    def kernels(self) -> list[Kernel]:
+        return list(self.db.scalars(select(Kernel).order_by(Kernel.name)))
 
     def resource_counts(self) -> dict[ResourceState, int]:
         """How many resources are in each state (states without any are left out)."""

@@ -68,6 +68,7 @@ class ResourceReportService:
         resource.last_report_at = utcnow()
         if load is not None:
             resource.load = load
+            resource.record_load(load, resource.last_report_at)
         if uptime_s is not None:
             resource.uptime_s = uptime_s
         if ip:
