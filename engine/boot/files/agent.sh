@@ -15,6 +15,7 @@
 QRM_CMDLINE=${QRM_CMDLINE:-/proc/cmdline}
 QRM_STATE_DIR=${QRM_STATE_DIR:-/run/qrm}
 QRM_UDHCPC_SCRIPT=${QRM_UDHCPC_SCRIPT:-/usr/share/udhcpc/default.script}
+QRM_HTTP_TIMEOUT=${QRM_HTTP_TIMEOUT:-20}
 INTERVAL=30
 
 say() {
@@ -123,12 +124,25 @@ memory_used_mb() {
         /proc/meminfo
 }
 
+# fetch OUT URL [WGET-OPTIONS]: one HTTP request, at most $QRM_HTTP_TIMEOUT seconds.
+# The limit is timeout's, never wget's -T: busybox builds without the wget timeout
+# feature (Debian's busybox-static) crash on -T instead of refusing it.
+fetch() {
+    out=$1 url=$2
+    shift 2
+    if command -v timeout >/dev/null 2>&1; then
+        timeout "$QRM_HTTP_TIMEOUT" wget -q -O "$out" "$@" "$url"
+    else
+        wget -q -O "$out" "$@" "$url"
+    fi
+}
+
 # post URL DATA OUT [TOKEN]
 post() {
     if [ -n "${4:-}" ]; then
-        wget -q -T 20 -O "$3" --header "Authorization: Bearer $4" --post-data "$2" "$1"
+        fetch "$3" "$1" --header "Authorization: Bearer $4" --post-data "$2"
     else
-        wget -q -T 20 -O "$3" --post-data "$2" "$1"
+        fetch "$3" "$1" --post-data "$2"
     fi
 }
 
@@ -263,7 +277,7 @@ main() {
     if [ "${1:-boot}" = boot ] && [ "${QRM_AGENT_FETCHED:-}" != 1 ]; then
         net_up
         if [ "$(qrm_param fetch_agent 1)" = 1 ] \
-                && wget -q -T 20 -O /tmp/qrm-agent.sh "$QRM_URL/boot/agent.sh"; then
+                && fetch /tmp/qrm-agent.sh "$QRM_URL/boot/agent.sh"; then
             say "running the server's agent"
             QRM_AGENT_FETCHED=1
             export QRM_AGENT_FETCHED IFACE IP
