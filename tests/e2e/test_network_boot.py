@@ -17,6 +17,7 @@ import logging
 import os
 import pathlib
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -83,7 +84,26 @@ class AccessLog:
 
 
 @pytest.fixture
-def boot_server(committing_registry: Any, tmp_path: pathlib.Path) -> Iterator[dict[str, Any]]:
+def initrd_build(tmp_path: pathlib.Path) -> Iterator[tuple[subprocess.Popen[str], pathlib.Path]]:
+    """``qrm boot build-initrd`` from the kernel package's modules, started before the
+    database is set up and waited for by ``boot_server``."""
+    tools()
+    initrd = tmp_path / "initrd.gz"
+    build = subprocess.Popen(
+        [str(pathlib.Path(sys.executable).with_name("qrm")), "boot", "build-initrd",
+         "--modules", str(KERNEL_CACHE / "kernel"), "--out", str(initrd)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        yield build, initrd
+    finally:
+        if build.poll() is None:
+            build.kill()
+        build.communicate(timeout=10)
+
+
+@pytest.fixture
+def boot_server(initrd_build: tuple[subprocess.Popen[str], pathlib.Path],
+                committing_registry: Any, tmp_path: pathlib.Path) -> Iterator[dict[str, Any]]:
     """The real app on waitress (127.0.0.1, a free port) over a committing database, with
     kernels ``default`` and ``second``; everything it logs goes to ``server.log``."""
     from engine.boot.kernels import KernelFileService
@@ -95,12 +115,9 @@ def boot_server(committing_registry: Any, tmp_path: pathlib.Path) -> Iterator[di
         "qrm.boot.report_interval": "1",
         "qrm.boot.kernel_args": "console=ttyS0 quiet loglevel=3 panic=-1",
     })
-    initrd = tmp_path / "initrd.gz"
-    build = subprocess.run(
-        [str(pathlib.Path(sys.executable).with_name("qrm")), "boot", "build-initrd",
-         "--modules", str(KERNEL_CACHE / "kernel"), "--out", str(initrd)],
-        check=False, capture_output=True, text=True, timeout=60)
-    assert build.returncode == 0, f"qrm boot build-initrd failed:\n{build.stdout}{build.stderr}"
+    build, initrd = initrd_build
+    output, _ = build.communicate(timeout=60)
+    assert build.returncode == 0, f"qrm boot build-initrd failed:\n{output}"
     for name in ("default", "second"):
         run_in_transaction(committing_registry, lambda request, name=name: request.find_service(
             KernelFileService).add(name, vmlinuz=vmlinuz, initrd=initrd,
@@ -156,7 +173,9 @@ class Machine:
                  "-accel", "tcg", "-m", str(MEMORY_MB), "-smp", str(CPUS), "-nographic",
                  "-boot", "n", "-netdev", netdev,
                  "-device", f"virtio-net-pci,netdev=n0,mac={MAC}"],
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        logging.getLogger("qrm.test.access").info("qemu started (pid %s)", self.process.pid)
 
     def console(self) -> str:
         return self.serial.read_text(errors="replace")
@@ -184,8 +203,10 @@ class Machine:
         self.wait(repr(marker) + " on the console", seen, deadline)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
+        """Kill ``timeout``, qemu and qemu's ``busybox nc`` children: the process group of
+        the ``timeout`` this test started (killing ``timeout`` alone leaves qemu running)."""
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(10)
 
 
