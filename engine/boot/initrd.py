@@ -4,8 +4,10 @@ disk and NFS modules of a kernel package, ``/init`` and the resource agent.
 Modules come from a kernel package (``--kernel-deb``, unpacked with ``dpkg-deb -x``) or an
 unpacked ``lib/modules/<version>`` tree (``--modules``). Packages carry no ``modules.dep``,
 so dependencies are read from each module's ``depends=`` field and the modules are loaded
-in dependency order (``/lib/modules/load-order``). The archive is written by this module
-(``newc`` cpio, gzip): no cpio program is needed.
+in dependency order: ``/init`` loads the network cards' (``/lib/modules/load-order``), the
+agent loads the disk and NFS modules (``/lib/modules/load-order.root``) only for a root
+mount, so that a machine in the ramdisk registers as soon as its network is up. The archive
+is written by this module (``newc`` cpio, gzip): no cpio program is needed.
 """
 
 from __future__ import annotations
@@ -20,10 +22,12 @@ import subprocess
 import tempfile
 from collections.abc import Iterable
 
-#: what the initramfs loads, with their dependencies: virtio NICs and disks, the usual
-#: physical NICs' drivers are left to a site's own initrd; NFS for the nfs root mount
-WANTED_MODULES = ("virtio_pci", "virtio_net", "virtio_blk", "virtio_scsi", "sd_mod", "nfsv3",
-                  "nfsv4", "ext4")
+#: what the initramfs holds, with their dependencies: virtio NICs (loaded by /init) and
+#: disks and NFS (loaded by the agent for a root mount); the usual physical NICs' drivers
+#: are left to a site's own initrd
+NETWORK_MODULES = ("virtio_pci", "virtio_net")
+ROOT_MODULES = ("virtio_blk", "virtio_scsi", "sd_mod", "nfsv3", "nfsv4", "ext4")
+WANTED_MODULES = NETWORK_MODULES + ROOT_MODULES
 VERSION = "qrm-initrd 1"
 DEPENDS = re.compile(rb"depends=([A-Za-z0-9_,-]*)")
 
@@ -113,13 +117,17 @@ DIRECTORIES = ("bin", "sbin", "usr", "usr/bin", "usr/sbin", "usr/share", "usr/sh
 
 def build(modules_dir: pathlib.Path, out: pathlib.Path, *,
           busybox: pathlib.Path = pathlib.Path("/bin/busybox"),
-          wanted: Iterable[str] = WANTED_MODULES) -> list[str]:
-    """Write the initramfs to ``out`` (gzip); return the modules it loads, in order."""
+          network: Iterable[str] = NETWORK_MODULES,
+          root: Iterable[str] = ROOT_MODULES) -> list[str]:
+    """Write the initramfs to ``out`` (gzip); return the modules it holds, in the order they
+    are loaded (the network's first)."""
     busybox_bytes = busybox.read_bytes()
     if b"libc.so" in busybox_bytes[:65536] or b"ld-linux" in busybox_bytes[:65536]:
         raise ValueError(f"{busybox} is linked dynamically: install busybox-static")
     index = module_index(modules_dir)
-    order = load_order(index, wanted)
+    network_order = load_order(index, network)
+    root_order = [name for name in load_order(index, root) if name not in network_order]
+    order = network_order + root_order
     archive = Archive()
     for name in DIRECTORIES:
         archive.directory(name)
@@ -131,7 +139,10 @@ def build(modules_dir: pathlib.Path, out: pathlib.Path, *,
     archive.file("etc/qrm-initrd", f"{VERSION}\n".encode())
     for name in order:
         archive.file(f"lib/modules/{name}.ko", index[name].read_bytes())
-    archive.file("lib/modules/load-order", "".join(f"{name}\n" for name in order).encode())
+    archive.file("lib/modules/load-order",
+                 "".join(f"{name}\n" for name in network_order).encode())
+    archive.file("lib/modules/load-order.root",
+                 "".join(f"{name}\n" for name in root_order).encode())
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(f".{out.name}.partial")
     partial.write_bytes(gzip.compress(archive.finish(), compresslevel=6))

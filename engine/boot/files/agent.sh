@@ -15,6 +15,8 @@
 QRM_CMDLINE=${QRM_CMDLINE:-/proc/cmdline}
 QRM_STATE_DIR=${QRM_STATE_DIR:-/run/qrm}
 QRM_UDHCPC_SCRIPT=${QRM_UDHCPC_SCRIPT:-/usr/share/udhcpc/default.script}
+QRM_MODULES=${QRM_MODULES:-/lib/modules}
+QRM_HTTP_TIMEOUT=${QRM_HTTP_TIMEOUT:-20}
 INTERVAL=30
 
 say() {
@@ -123,12 +125,25 @@ memory_used_mb() {
         /proc/meminfo
 }
 
+# fetch OUT URL [WGET-OPTIONS]: one HTTP request, at most $QRM_HTTP_TIMEOUT seconds.
+# The limit is timeout's, never wget's -T: busybox builds without the wget timeout
+# feature (Debian's busybox-static) crash on -T instead of refusing it.
+fetch() {
+    out=$1 url=$2
+    shift 2
+    if command -v timeout >/dev/null 2>&1; then
+        timeout "$QRM_HTTP_TIMEOUT" wget -q -O "$out" "$@" "$url"
+    else
+        wget -q -O "$out" "$@" "$url"
+    fi
+}
+
 # post URL DATA OUT [TOKEN]
 post() {
     if [ -n "${4:-}" ]; then
-        wget -q -T 20 -O "$3" --header "Authorization: Bearer $4" --post-data "$2" "$1"
+        fetch "$3" "$1" --header "Authorization: Bearer $4" --post-data "$2"
     else
-        wget -q -T 20 -O "$3" --post-data "$2" "$1"
+        fetch "$3" "$1" --post-data "$2"
     fi
 }
 
@@ -233,14 +248,31 @@ report_loop() {
     done
 }
 
+# the disk and NFS modules of the initramfs (/init loads only the network cards')
+load_root_modules() {
+    for module in $(cat "$QRM_MODULES/load-order.root" 2>/dev/null); do
+        insmod "$QRM_MODULES/$module.ko" 2>/dev/null
+    done
+}
+
+# wait_for_device DEVICE: up to 10 s for a disk's driver to make its device node
+wait_for_device() {
+    tries=0
+    while [ ! -b "$1" ] && [ "$tries" -lt 10 ]; do
+        sleep 1
+        tries=$((tries + 1))
+    done
+}
+
 # mount the image's root and switch to it (returns when the machine stays in the ramdisk)
 root_mount() {
     set -- $(root_plan)
     case "$1" in
         none) say "root-mount: none, staying in the ramdisk"; return 0 ;;
-        nfs) mkdir -p /newroot; mount -t nfs -o "$3" "$2" /newroot || {
+        nfs) load_root_modules; mkdir -p /newroot; mount -t nfs -o "$3" "$2" /newroot || {
                  say "root-mount: nfs $2 failed, staying in the ramdisk"; return 1; } ;;
-        local) mkdir -p /newroot; mount -t "$3" "$2" /newroot || {
+        local) load_root_modules; wait_for_device "$2"; mkdir -p /newroot
+               mount -t "$3" "$2" /newroot || {
                  say "root-mount: $2 ($3) failed, staying in the ramdisk"; return 1; } ;;
         *) shift; say "root-mount: $*, staying in the ramdisk"; return 1 ;;
     esac
@@ -263,7 +295,7 @@ main() {
     if [ "${1:-boot}" = boot ] && [ "${QRM_AGENT_FETCHED:-}" != 1 ]; then
         net_up
         if [ "$(qrm_param fetch_agent 1)" = 1 ] \
-                && wget -q -T 20 -O /tmp/qrm-agent.sh "$QRM_URL/boot/agent.sh"; then
+                && fetch /tmp/qrm-agent.sh "$QRM_URL/boot/agent.sh"; then
             say "running the server's agent"
             QRM_AGENT_FETCHED=1
             export QRM_AGENT_FETCHED IFACE IP

@@ -118,3 +118,48 @@ def test_stale_resource_fails_once_and_a_report_brings_it_back(pyramid_request, 
         assert resource.state is ResourceState.IDLE
     finally:
         clock.use(previous)
+
+
+def newc_files(archive: bytes) -> dict[str, bytes]:
+    """The regular files of a newc cpio archive (name -> content)."""
+    files, offset = {}, 0
+    while True:
+        fields = [int(archive[offset + 6 + 8 * i:offset + 14 + 8 * i], 16) for i in range(13)]
+        mode, size, name_size = fields[1], fields[6], fields[11]
+        name_at = offset + 110
+        name = archive[name_at:name_at + name_size - 1].decode()
+        data_at = name_at + name_size + (-(110 + name_size) % 4)
+        if name == "TRAILER!!!":
+            return files
+        if mode & 0o170000 == 0o100000:
+            files[name] = archive[data_at:data_at + size]
+        offset = data_at + size + (-size % 4)
+
+
+def test_init_loads_the_network_modules_and_the_agent_the_rest_for_a_root_mount(tmp_path):
+    modules = tmp_path / "lib" / "modules" / "6.1.0-test" / "kernel"
+    modules.mkdir(parents=True)
+    for name, depends in (("virtio", ""), ("virtio_net", "virtio"), ("virtio_blk", "virtio"),
+                          ("sunrpc", ""), ("nfs", "sunrpc"), ("nfsv4", "nfs")):
+        (modules / f"{name}.ko").write_bytes(f"\0depends={depends}\0".encode())
+    from engine.boot import initrd
+
+    out = tmp_path / "initrd.gz"
+    order = initrd.build(initrd.find_modules_dir(tmp_path), out, network=("virtio_net",),
+                         root=("virtio_blk", "nfsv4"))
+    assert order == ["virtio", "virtio_net", "virtio_blk", "sunrpc", "nfs", "nfsv4"]
+    files = newc_files(gzip.decompress(out.read_bytes()))
+    assert files["lib/modules/load-order"] == b"virtio\nvirtio_net\n"
+    assert files["lib/modules/load-order.root"] == b"virtio_blk\nsunrpc\nnfs\nnfsv4\n"
+    # the agent loads the second list, in its order, under busybox sh
+    loaded = tmp_path / "loaded"
+    (loaded / "lib").mkdir(parents=True)
+    (loaded / "lib" / "load-order.root").write_bytes(files["lib/modules/load-order.root"])
+    (tmp_path / "agent.sh").write_text(agent_script())
+    subprocess.run([shutil.which("busybox"), "sh", "-c",
+                    f". {tmp_path / 'agent.sh'}; insmod() {{ echo \"$1\" >> {loaded / 'log'}; }}"
+                    "; load_root_modules"], check=True, timeout=10,
+                   env={"QRM_AGENT_LIB": "1", "QRM_MODULES": str(loaded / "lib"),
+                        "PATH": "/usr/bin:/bin"})
+    assert (loaded / "log").read_text().split() == [
+        f"{loaded / 'lib'}/{name}.ko" for name in ("virtio_blk", "sunrpc", "nfs", "nfsv4")]
