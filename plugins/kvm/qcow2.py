@@ -117,7 +117,7 @@ class Qcow2StorageDriver:
             raise DriverError(f"no volume {source} on storage {storage.name}")
         size = max(size, _mb(origin["virtual-size"]))
         host.reserve(storage, size)
-        host.run(["mkdir", "-p", host.settings.directory])
+        # the origin is in the directory: it exists
         host.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", source, "-F", "qcow2",
                   path, f"{size}M"])
         return path
@@ -225,11 +225,8 @@ class Qcow2StorageDriver:
     @staticmethod
     def _volumes(host: _Host) -> list[VolumeInfo]:
         listed = []
-        for path in host.files():
-            info = host.info(path)
-            if info is None:
-                continue  # removed meanwhile
-            size = _mb(info["virtual-size"])
+        for info in host.infos():
+            path, size = info["path"], _mb(info["virtual-size"])
             name = posixpath.basename(path)[:-len(SUFFIX)]
             listed.append(VolumeInfo(name=name, root_device=path, size_mb=size,
                                      origin=_origin(info)))
@@ -284,22 +281,40 @@ class _Host:
                               f"({info.get('format')})")
         return info
 
-    def files(self) -> list[str]:
-        """The qcow2 files of the directory, by name."""
+    def infos(self) -> list[Mapping[str, Any]]:
+        """``qemu-img info`` of every qcow2 file of the directory, by path, in one command
+        (``find … -exec``, no shell)."""
         directory = self.settings.directory
         outcome = self.run(["find", directory, "-maxdepth", "1", "-type", "f", "-name",
-                            f"*{SUFFIX}"], ok=(0, 1))
+                            f"*{SUFFIX}", "-exec", "qemu-img", "info", "-U", "--output=json",
+                            "{}", ";"], ok=(0, 1))
         if outcome.exit_code == 1:
-            if b"No such file or directory" in outcome.stderr:
+            stderr = outcome.stderr.decode(errors="replace").strip()
+            if stderr.startswith("find:") and "No such file or directory" in stderr:
                 return []  # nothing made yet
-            raise DriverError(f"storage {self.storage.name}: cannot list {directory}: "
-                              f"{outcome.stderr.decode(errors='replace').strip()[-500:]}")
-        return sorted(line for line in outcome.stdout.decode().splitlines()
-                      if line.endswith(SUFFIX))
+            raise DriverError(f"storage {self.storage.name}: cannot list {directory} on "
+                              f"{self.label}: {stderr[-500:]}")
+        text, decoder, found = outcome.stdout.decode(), json.JSONDecoder(), []
+        position = 0
+        while True:
+            while position < len(text) and text[position].isspace():
+                position += 1
+            if position >= len(text):
+                break
+            try:
+                info, position = decoder.raw_decode(text, position)
+            except ValueError:
+                raise DriverError(f"storage {self.storage.name}: qemu-img info did not "
+                                  "answer JSON") from None
+            path = posixpath.join(directory, posixpath.basename(str(info.get("filename"))))
+            if info.get("format") != "qcow2":
+                raise DriverError(f"{path} on storage {self.storage.name} is not a qcow2 "
+                                  f"image ({info.get('format')})")
+            found.append({**info, "path": path})
+        return sorted(found, key=lambda info: info["path"])
 
     def used_mb(self) -> int:
-        return sum(_mb(info["virtual-size"]) for info in map(self.info, self.files())
-                   if info is not None)
+        return sum(_mb(info["virtual-size"]) for info in self.infos())
 
     def reserve(self, storage: StorageRef, size_mb: int) -> None:
         if not storage.capacity_mb:
