@@ -18,6 +18,10 @@ from engine.security import Actor
 from plugins.kvm.models import KvmHost
 from plugins.kvm.settings import DOMAIN_TYPES
 
+#: libvirt URI schemes a host may be reached by
+URI_SCHEMES = ("qemu", "qemu+ssh", "qemu+libssh", "qemu+libssh2", "qemu+tcp", "qemu+tls",
+               "qemu+unix", "test")
+
 
 def default_uri(resource: Resource, settings: Any = None) -> str:
     """The libvirt URI of a host resource that names none."""
@@ -41,23 +45,26 @@ def configure_host(request: Any, resource: Resource, *, actor: Actor, uri: str |
                                                                request.registry.settings),
                       domain_type="kvm")
         db.add(row)
+    # the engine's own messages (and their German): the plugin has no catalog of its own
     if uri is not None:
-        if "://" not in uri or len(uri) > 255:
-            raise ValidationError(_("${uri} is not a libvirt URI", mapping={"uri": repr(uri)}),
-                                  field="uri")
+        scheme = uri.partition("://")[0] if "://" in uri else ""
+        if scheme not in URI_SCHEMES or len(uri) > 255 or any(c.isspace() for c in uri):
+            raise ValidationError(_("${field} must be one of ${choices}", mapping={
+                "field": "uri", "choices": ", ".join(f"{s}://…" for s in URI_SCHEMES)}),
+                field="uri")
         row.uri = uri
     if domain_type is not None:
         if domain_type not in DOMAIN_TYPES:
-            raise ValidationError(_("the domain type must be one of ${types}",
-                                    mapping={"types": ", ".join(DOMAIN_TYPES)}),
-                                  field="domain_type")
+            raise ValidationError(_("${field} must be one of ${choices}", mapping={
+                "field": "domain_type", "choices": ", ".join(DOMAIN_TYPES)}),
+                field="domain_type")
         row.domain_type = domain_type
     if interface_xml is not None:
         row.interface_xml = interface_xml or None
     if image_dir is not None:
         if image_dir and not image_dir.startswith("/"):
-            raise ValidationError(_("the image directory must be an absolute path"),
-                                  field="image_dir")
+            raise ValidationError(_("${setting} is not a file name: ${value}", mapping={
+                "setting": "image_dir", "value": repr(image_dir)}), field="image_dir")
         row.image_dir = image_dir.rstrip("/") or None
     db.flush()
     request.find_service(EventService).log(

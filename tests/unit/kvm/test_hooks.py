@@ -181,3 +181,16 @@ def test_recorded_calls_make_the_vm_and_its_disk(kvm, admin_actor, test_host, tm
     assert kvm.dbsession.get(Image, clone.id) is None
     volumes = Qcow2StorageDriver(kvm).list_volumes(storage_ref(kvm.dbsession.merge(storage)))
     assert [volume.name for volume in volumes] == ["golden"]
+
+
+def test_the_settings_refusals_speak_german_too(kvm, admin_actor, registry):
+    from engine.i18n import translate_error
+    from tests.conftest import new_request
+
+    host = add_host(kvm, admin_actor)
+    with pytest.raises(ValidationError) as refused:
+        configure_host(kvm, host, actor=admin_actor, domain_type="xen")
+    with new_request(registry) as request:
+        request.locale_name = "de"
+        assert translate_error(request, refused.value) == (
+            "domain_type muss einer dieser Werte sein: kvm, qemu, test")
