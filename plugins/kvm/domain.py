@@ -93,7 +93,8 @@ def domain_xml(spec: VmSpec, host: HostSettings) -> str:
         devices.append(disk_element(spec.disk))
     if host.serial_dir:
         serial = ET.SubElement(devices, "serial", type="file")
-        ET.SubElement(serial, "source", path=f"{host.serial_dir.rstrip('/')}/{spec.name}.log")
+        ET.SubElement(serial, "source", path=f"{host.serial_dir.rstrip('/')}/{spec.name}.log",
+                      append="on")
     else:
         ET.SubElement(devices, "serial", type="pty")
     if commandline is not None:

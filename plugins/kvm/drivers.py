@@ -358,6 +358,11 @@ def _with_disk(xml: str, path: str | None, *, remove: str | None = None) -> str:
             devices.remove(disk)
     if path is not None:
         devices.insert(0, domains.disk_element(path))
+        # libvirt puts <boot dev='hd'/> into a definition whose devices carry no boot order
+        # (a pass-through NIC); it cannot stay beside the disk's own
+        for os_element in domain.findall("os"):
+            for boot in os_element.findall("boot"):
+                os_element.remove(boot)
     return ET.tostring(domain, encoding="unicode")
 
 

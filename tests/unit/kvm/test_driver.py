@@ -271,3 +271,21 @@ def test_a_host_without_settings_and_no_database_is_a_driver_error(driver):
 def test_an_unknown_domain_type_is_refused(driver, make_host):
     with pytest.raises(DriverError, match="domain type"):
         driver.create_vm(make_host(domain_type="xen"), spec())
+
+
+def test_a_disk_attached_to_a_vm_with_a_pass_through_nic_boots_after_it(driver, make_host):
+    host = make_host(interface_xml=(
+        "<qemu:commandline xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'>"
+        "<qemu:arg value='-device'/><qemu:arg value='virtio-net-pci,mac=$mac,bootindex=1'/>"
+        "</qemu:commandline>"))
+    driver.create_vm(host, spec())
+    # what libvirt's QEMU driver puts into a definition whose devices carry no boot order
+    connection = driver.pool.get(host.settings["uri"])
+    xml = connection.lookupByName("qrm-vm-1").XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE)
+    connection.defineXML(xml.replace("</os>", "<boot dev='hd'/></os>"))
+
+    driver.attach_disk(host, "qrm-vm-1", "/srv/qcow2/qrm-img-4.qcow2")
+
+    defined = domain(driver, host, "qrm-vm-1", inactive=True)
+    assert defined.find("./os/boot") is None
+    assert defined.find("./devices/disk/boot").get("order") == "2"
