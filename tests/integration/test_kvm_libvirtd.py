@@ -17,7 +17,6 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
@@ -129,13 +128,13 @@ def _remove_leftovers() -> None:
         connection.close()
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
-    report = yield
-    daemons = getattr(item, "funcargs", {}).get("libvirtd")
-    if report.failed and isinstance(daemons, Daemons):
-        report.sections.append(("libvirtd and qemu logs", daemons.log_text()))
-    return report
+@contextlib.contextmanager
+def logs_on_failure(daemons: Daemons) -> Iterator[None]:
+    """A failure carries the daemons' and the VMs' logs."""
+    try:
+        yield
+    except Exception as error:
+        raise AssertionError(f"{error}\n{daemons.log_text()}") from error
 
 
 def qemu_pid(name: str) -> int | None:
@@ -160,6 +159,11 @@ def locked_by_qemu(path: str) -> bool:
 
 
 def test_a_vm_with_a_qcow2_clone_disk_runs_and_leaves_nothing_behind(libvirtd, tmp_path):
+    with logs_on_failure(libvirtd):
+        exercise(tmp_path)
+
+
+def exercise(tmp_path: pathlib.Path) -> None:
     pool = ConnectionPool()
     kvm = KvmDriver(pool=pool)
     host = HostRef(id=1, name="local-kvm", mac="52:54:00:00:90:00", settings={
