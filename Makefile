@@ -10,6 +10,8 @@ PORT ?= 6543
 $(BIN)/.installed: setup.cfg pyproject.toml $(wildcard */__init__.py)
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' || \
 		{ echo "Python 3.11 is required (spyne 2.14 does not import on 3.12+)"; exit 1; }
+	# libvirt-python builds against libvirt-dev: system packages before pip
+	bash scripts/install-system-deps.sh --build
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/pip install --quiet --disable-pip-version-check -e '.[test]'

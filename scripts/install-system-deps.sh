@@ -10,8 +10,19 @@ set -euo pipefail
 # busybox-static's udhcpc as the client)
 # qemu-system-x86 + ipxe-qemu + busybox-static: the network-boot test boots a real VM
 # (TCG) through the boot face's iPXE script into the project's own initramfs
+# libvirt-dev + pkg-config: pip builds the libvirt-python binding (the kvm plugin) against
+# them; qemu-utils: the qcow2 storage's qemu-img; libvirt-daemon + libvirt-daemon-driver-qemu
+# + libvirt-clients: the kvm tests start a real libvirtd (QEMU driver) as a child of the fixture
 PACKAGES=(${QRM_SYSTEM_PACKAGES:-php-cli php-soap chromium openssh-server openssh-client
-          isc-dhcp-server kea-dhcp4-server dnsmasq busybox-static qemu-system-x86 ipxe-qemu})
+          isc-dhcp-server kea-dhcp4-server dnsmasq busybox-static qemu-system-x86 ipxe-qemu
+          libvirt-dev pkg-config qemu-utils libvirt-daemon libvirt-daemon-driver-qemu
+          libvirt-clients})
+# --build: only what pip needs to build the venv (the Makefile runs this before pip)
+BUILD_ONLY=""
+if [ "${1:-}" = "--build" ]; then
+    BUILD_ONLY=yes
+    PACKAGES=(libvirt-dev pkg-config)
+fi
 #: where the kernel package of the boot test is kept (resolved at run time by the test)
 KERNEL_CACHE=${QRM_KERNEL_CACHE:-/var/cache/qrm-test}
 
@@ -38,6 +49,35 @@ if [ ${#missing[@]} -ne 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
     [ -n "$own_policy" ] && rm -f "$policy"
+fi
+
+[ -n "$BUILD_ONLY" ] && exit 0
+
+# libvirtd with its QEMU driver, which the kvm tests start in the foreground themselves (never
+# as a service): the user and groups Debian's packages create only under systemd, and a
+# qemu.conf for a machine without cgroups, namespaces or a security driver — written only
+# where there is none (a site's own is left alone).
+if [ -x /usr/sbin/libvirtd ] && [ "$(id -u)" -eq 0 ]; then
+    getent group kvm >/dev/null || groupadd -r kvm
+    getent group libvirt-qemu >/dev/null || groupadd -r libvirt-qemu
+    id -u libvirt-qemu >/dev/null 2>&1 \
+        || useradd -r -g libvirt-qemu -d /var/lib/libvirt -s /usr/sbin/nologin libvirt-qemu
+    if [ ! -e /etc/libvirt/qemu.conf ]; then
+        mkdir -p /etc/libvirt
+        cat >/etc/libvirt/qemu.conf <<'CONF'
+# written by QRM Cloud's scripts/install-system-deps.sh for the kvm tests (no systemd)
+user = "root"
+group = "root"
+dynamic_ownership = 0
+remember_owner = 0
+security_driver = "none"
+cgroup_controllers = [ ]
+namespaces = [ ]
+# else qemu may not spawn a guestfwd command, and the VM crashes
+seccomp_sandbox = 0
+CONF
+        echo "wrote /etc/libvirt/qemu.conf"
+    fi
 fi
 
 # The kernel of the boot test: the current cloud kernel's package, downloaded (never

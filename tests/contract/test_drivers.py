@@ -9,8 +9,10 @@ answer.
 
 A backend plugs in by adding a factory to ``VIRTUALIZATION_BACKENDS`` / ``STORAGE_BACKENDS``:
 a callable ``(tmp_path) -> backend`` giving the driver, a target with a given capacity, and a
-way to make that target stop answering (``SimVirtualization`` and ``SimStorage`` below). Today
-only ``sim``; the kvm (libvirt ``test:///``) and lvm backends join when they exist.
+way to make that target stop answering (``SimVirtualization`` and ``SimStorage`` below). The
+kvm driver joins on libvirt's ``test:///`` driver (``KvmVirtualization``); its qcow2 storage
+does not: its volumes are the disks of VMs on its own host only, so a physical machine is
+refused (``tests/unit/kvm/test_qcow2.py``).
 """
 
 from __future__ import annotations
@@ -109,8 +111,34 @@ class SimStorage:
         faults.unreachable(storage, where=self.request.registry.settings)
 
 
+class KvmVirtualization:
+    """libvirt's test driver: each host a node file of its own (``test:///<file>``)."""
+
+    def __init__(self, tmp_path: pathlib.Path) -> None:
+        from plugins.kvm.drivers import ConnectionPool, KvmDriver
+
+        self.tmp_path = tmp_path
+        self.driver = KvmDriver(pool=ConnectionPool())
+
+    def host(self, *, cpus: int, memory_mb: int) -> HostRef:
+        number = next(_numbers)
+        node = self.tmp_path / f"kvm-node-{number}.xml"
+        node.write_text(f"<node><cpu><mhz>2000</mhz><model>x86_64</model><active>{cpus}"
+                        f"</active><nodes>1</nodes><sockets>1</sockets><cores>{cpus}</cores>"
+                        f"<threads>1</threads></cpu><memory>{memory_mb * 1024}</memory></node>")
+        return HostRef(id=number, name=f"contract-kvm-{number}", mac=unique_mac(),
+                       settings={"uri": f"test://{node}", "domain_type": "test"})
+
+    def make_unreachable(self, host: HostRef) -> None:
+        uri = host.settings["uri"]
+        self.driver.pool.drop(uri)  # the connection broke, and the host is gone
+        node = pathlib.Path(uri[len("test://"):])
+        node.rename(node.with_suffix(".gone"))
+
+
 VIRTUALIZATION_BACKENDS: dict[str, Callable[[pathlib.Path], VirtualizationBackend]] = {
     "sim": SimVirtualization,
+    "kvm": KvmVirtualization,
 }
 STORAGE_BACKENDS: dict[str, Callable[[pathlib.Path], StorageBackend]] = {
     "sim": SimStorage,
