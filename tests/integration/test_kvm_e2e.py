@@ -53,15 +53,8 @@ ADMIN = Actor.admin("admin")
 JOBS = ("plugins.monitor", "cloud.sweep", "datacenter.calls", "billing.charge")
 #: each test boots three times (idle, the appliance, idle again) under TCG on shared cores
 BUDGET_S = 540
-AGENT = pathlib.Path(__file__).resolve().parents[2] / "engine" / "boot" / "files" / "agent.sh"
 
-pytestmark = [
-    pytest.mark.heavy,
-    # busybox-static's wget crashes on -T: an agent that uses it never registers
-    pytest.mark.xfail("wget -q -T" in AGENT.read_text(), run=False,
-                      reason="the agent calls busybox wget -T, which busybox-static's wget "
-                             "crashes on: the network boot cannot register until it stops"),
-]
+pytestmark = pytest.mark.heavy
 
 
 @pytest.fixture

@@ -1,7 +1,7 @@
 """kvm hosts: the libvirt side of each KVM host resource (the kvm plugin's kvm_host)
 
 Revision ID: c6d1a0a20007
-Revises: c6d1a0a20006
+Revises: c6d1a0a2000a
 Create Date: 2026-12-06 21:00:00.000000
 """
 
@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = 'c6d1a0a20007'
-down_revision = 'c6d1a0a20006'
+down_revision = 'c6d1a0a2000a'
 branch_labels = None
 depends_on = None
 
