@@ -10,8 +10,12 @@ set -euo pipefail
 # busybox-static's udhcpc as the client)
 # qemu-system-x86 + ipxe-qemu + busybox-static: the network-boot test boots a real VM
 # (TCG) through the boot face's iPXE script into the project's own initramfs
+# lvm2 + cpio + qemu-utils: the lvm-storage test boots a storage-host VM from an initramfs it
+# builds with /sbin/lvm and sshd copied in (lvm never runs on this machine itself) on a qcow2
+# data disk
 PACKAGES=(${QRM_SYSTEM_PACKAGES:-php-cli php-soap chromium openssh-server openssh-client
-          isc-dhcp-server kea-dhcp4-server dnsmasq busybox-static qemu-system-x86 ipxe-qemu})
+          isc-dhcp-server kea-dhcp4-server dnsmasq busybox-static qemu-system-x86 ipxe-qemu
+          lvm2 cpio qemu-utils})
 #: where the kernel package of the boot test is kept (resolved at run time by the test)
 KERNEL_CACHE=${QRM_KERNEL_CACHE:-/var/cache/qrm-test}
 
