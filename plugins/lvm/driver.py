@@ -3,9 +3,11 @@ SSH (``plugins.lvm.remote``), as the engine's images.
 
 * A volume is the LV ``/dev/<vg>/<name>`` (its root device), in the storage's volume group.
 * **Clones** follow the storage's ``clone`` setting: ``snapshot`` (the default) makes an
-  LVM copy-on-write snapshot of the origin (``lvcreate -s``; it shows the origin's size, and
-  holds ``max(size_mb, origin × snapshot_percent %)`` of changes); ``copy`` makes a plain LV
-  of ``max(size_mb, origin)`` and copies the origin into it with ``dd``. Either carries the
+  LVM copy-on-write snapshot of the origin (``lvcreate -s``; it shows the origin's size and
+  holds ``origin × snapshot_percent %`` of changes: 100 %, the default, can never fill up);
+  ``copy`` makes a plain LV of ``max(size_mb, origin)`` and copies the origin into it with
+  ``dd``. A clone asked larger than its origin is a copy in either mode (a snapshot cannot
+  show more than its origin). Either carries the
   tag ``qrm_clone``; a copy also ``qrm_origin_<origin>``, and ``qrm_copying`` until its copy
   is complete (a copy broken off is made again by the next attempt).
 * **Snapshots** (``snapshot_volume``) are read-only LVM snapshots (tag ``qrm_snapshot``).
@@ -92,10 +94,10 @@ class LogicalVolume:
 
     @property
     def size_mb(self) -> int:
-        """What it takes: a snapshot the larger of its origin's size (what a machine sees)
-        and its copy-on-write area; any other LV its size."""
+        """The size a machine sees: a snapshot's is its origin's (its own ``lv_size`` is
+        its copy-on-write area)."""
         if self.is_lvm_snapshot:
-            return max(self.lv_size_mb, self.origin_size_mb)
+            return self.origin_size_mb
         return self.lv_size_mb
 
     @property
@@ -178,12 +180,13 @@ class LvmStorageDriver:
                 self._copy(remote, config, origin_name, lv)
             return exports.device(config, lv)
         group = self._group(remote, config)
-        if config.clone == "snapshot":
+        # an LVM snapshot shows its origin's size: a larger clone has to be a copy
+        if config.clone == "snapshot" and group.rounded(size) <= origin.size_mb:
             if origin.is_lvm_snapshot:
                 raise DriverError(f"storage {storage.name}: {source_root_device} is an LVM "
                                   "snapshot, and LVM cannot snapshot a snapshot (clone "
                                   "mode 'copy' can copy it)")
-            room = group.rounded(max(size, origin.size_mb * config.snapshot_percent / 100))
+            room = group.rounded(origin.size_mb * config.snapshot_percent / 100)
             self._reserve(storage, config, group, room)
             argv = ["lvm", "lvcreate", "-y", "-s", "-n", lv, "-L", f"{room}m",
                     "--addtag", TAG_CLONE, f"{config.volume_group}/{origin_name}"]
@@ -230,8 +233,8 @@ class LvmStorageDriver:
         return exports.device(config, lv)
 
     def resize_volume(self, storage: StorageRef, *, root_device: str, size_mb: int) -> None:
-        """Grow an LV (``lvextend``; a snapshot clone: its room for changes). The same size
-        again changes nothing; shrinking and read-only snapshots are refused. The
+        """Grow an LV (``lvextend``). The same size again changes nothing; shrinking,
+        read-only snapshots and growing a snapshot clone past its origin are refused. The
         filesystem on it is the machine's to grow."""
         config, remote = self._open(storage)
         lv = self._lv_of(config, root_device)
@@ -247,7 +250,12 @@ class LvmStorageDriver:
         if wanted < volume.size_mb:
             raise DriverError(f"storage {storage.name}: {root_device} has {volume.size_mb} "
                               f"MB and cannot shrink to {wanted} MB")
-        current = volume.lv_size_mb  # a snapshot clone: its copy-on-write area grows
+        if volume.is_lvm_snapshot:
+            raise DriverError(f"storage {storage.name}: {root_device} is a snapshot clone "
+                              f"of {volume.origin} and shows its {volume.size_mb} MB; it "
+                              f"cannot grow to {wanted} MB (clone with the larger size, or "
+                              "clone mode 'copy')")
+        current = volume.lv_size_mb
         self._reserve(storage, config, group, wanted - current)
         result = remote.run(["lvm", "lvextend", "-L", f"{wanted}m",
                              f"{config.volume_group}/{lv}"])
@@ -282,12 +290,11 @@ class LvmStorageDriver:
         if machine is None:
             self._revoke(remote, config, lv)
             return
-        self._existing(config, self._lvs(remote, config), lv, root_device)
+        volume = self._existing(config, self._lvs(remote, config), lv, root_device)
         if config.export == "nfs":
             line = exports.nfs_line(config, lv, machine)
             self._drop_iscsi(remote, config, lv)
-            remote.check(["lvm", "lvchange", "-ay", f"{config.volume_group}/{lv}"],
-                         doing=f"activate {lv}")
+            self._activate(remote, config, volume)
             remote.check(["sh", "-c", exports.MOUNT, "sh", exports.device(config, lv),
                           exports.mount_point(config, lv)],
                          doing=f"mount {lv} for its NFS export (does it hold a filesystem?)")
@@ -296,8 +303,7 @@ class LvmStorageDriver:
         else:
             definition = exports.iscsi_definition(config, lv, machine)
             self._drop_nfs(remote, config, lv)
-            remote.check(["lvm", "lvchange", "-ay", f"{config.volume_group}/{lv}"],
-                         doing=f"activate {lv}")
+            self._activate(remote, config, volume)
             self._write(remote, exports.iscsi_file(config, lv), definition)
             remote.check(["sh", "-c", exports.RELOAD_ISCSI, "sh", "update",
                           exports.target_iqn(config, lv)], doing="reload the iSCSI targets")
@@ -471,13 +477,22 @@ class LvmStorageDriver:
 
     def _copy(self, remote: Remote, config: LvmConfig, origin: str, lv: str) -> None:
         """Copy the origin into the clone, then mark the copy complete."""
-        remote.check(["lvm", "lvchange", "-ay", f"{config.volume_group}/{origin}"],
-                     doing=f"activate {origin}")
+        volumes = self._lvs(remote, config)
+        for name in (origin, lv):
+            self._activate(remote, config, self._existing(config, volumes, name, name))
         remote.check(["dd", f"if={exports.device(config, origin)}",
                       f"of={exports.device(config, lv)}", "bs=1M", "conv=fsync"],
                      doing=f"copy {origin} into {lv}", timeout=config.copy_timeout)
         remote.check(["lvm", "lvchange", "--deltag", TAG_COPYING,
                       f"{config.volume_group}/{lv}"], doing=f"mark the copy {lv} complete")
+
+    @staticmethod
+    def _activate(remote: Remote, config: LvmConfig, volume: LogicalVolume) -> None:
+        """Activate an inactive LV (a snapshot's origin with it: LVM insists)."""
+        if volume.attr[4:5] == "a":
+            return
+        remote.check(["lvm", "lvchange", "-ay", "-y", f"{config.volume_group}/{volume.name}"],
+                     doing=f"activate {volume.name}")
 
     @staticmethod
     def _write(remote: Remote, path: str, content: str) -> None:

@@ -36,7 +36,7 @@ PORTS = range(18400, 18500)
 #: the VM lives at most this long, whatever happens to the test process
 VM_LIFETIME_S = 1800
 BOOT_TIMEOUT_S = 240
-DATA_DISKS = 14
+DATA_DISKS = 20
 DISK_SIZE = "4G"
 
 MODULES = ("virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev",
