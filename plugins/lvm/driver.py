@@ -177,7 +177,7 @@ class LvmStorageDriver:
         if existing is not None:
             self._check_same(config, existing, CLONE, origin=origin_name)
             if existing.copying:
-                self._copy(remote, config, origin_name, lv)
+                self._copy(remote, config, origin, lv, existing)
             return exports.device(config, lv)
         group = self._group(remote, config)
         # an LVM snapshot shows its origin's size: a larger clone has to be a copy
@@ -206,7 +206,7 @@ class LvmStorageDriver:
             existing = self._after_failed_create(remote, config, storage, lv, result,
                                                  doing=f"create the copy {lv}")
             self._check_same(config, existing, CLONE, origin=origin_name)
-        self._copy(remote, config, origin_name, lv)
+        self._copy(remote, config, origin, lv, existing)
         return exports.device(config, lv)
 
     def snapshot_volume(self, storage: StorageRef, *, source_root_device: str,
@@ -475,11 +475,14 @@ class LvmStorageDriver:
                               f"its volume group (expected {prefix}<name>)")
         return check_lvm_name(root_device[len(prefix):], what="volume")
 
-    def _copy(self, remote: Remote, config: LvmConfig, origin: str, lv: str) -> None:
-        """Copy the origin into the clone, then mark the copy complete."""
-        volumes = self._lvs(remote, config)
-        for name in (origin, lv):
-            self._activate(remote, config, self._existing(config, volumes, name, name))
+    def _copy(self, remote: Remote, config: LvmConfig, origin_volume: LogicalVolume, lv: str,
+              clone: LogicalVolume | None = None) -> None:
+        """Copy the origin into the clone (``clone``: found, not just made), then mark the
+        copy complete."""
+        origin = origin_volume.name
+        for volume in (origin_volume, clone):
+            if volume is not None:
+                self._activate(remote, config, volume)
         remote.check(["dd", f"if={exports.device(config, origin)}",
                       f"of={exports.device(config, lv)}", "bs=1M", "conv=fsync"],
                      doing=f"copy {origin} into {lv}", timeout=config.copy_timeout)
