@@ -253,6 +253,75 @@ def test_a_storage_host_that_does_not_answer_is_unreachable(pyramid_request, reg
         driver.list_volumes(engine_storage)
 
 
+@serial_log_on_failure
+def test_the_engine_makes_its_calls_on_the_storage_host(pyramid_request, registry,
+                                                       engine_storage, storage_host,
+                                                       admin_actor):
+    """Images created, cloned, authorised and removed by the engine's services: each driver
+    call recorded, committed, made after the commit and its outcome recorded."""
+    from engine.boot.services import BootService
+    from engine.datacenter.calls import run_calls
+    from engine.datacenter.models import (
+        CallState,
+        DriverCall,
+        Image,
+        Storage,
+        VirtualizationKind,
+    )
+    from engine.plugins.manager import PluginService
+
+    vg = registry.settings["qrm.lvm.lvm-one.volume_group"]
+    plugins = pyramid_request.find_service(PluginService)
+    plugins.act("lvm-storage", "enable", actor=admin_actor)
+    plugins.act("lvm-storage", "start", actor=admin_actor)
+    datacenter = pyramid_request.find_service(DatacenterService)
+    row = pyramid_request.dbsession.get(Storage, engine_storage.id)
+
+    def settle() -> None:
+        commit(pyramid_request)
+        run_calls(registry, None)
+        pyramid_request.dbsession.expire_all()
+        failed = [(call.key, call.error) for call in pyramid_request.dbsession.scalars(
+            select(DriverCall).where(DriverCall.state != CallState.DONE))]
+        assert failed == []
+
+    golden = datacenter.create_image("golden", storage=row, deployment_type="lvm-nfs",
+                                     size_mb=32, actor=ADMIN)
+    settle()
+    golden = pyramid_request.dbsession.get(Image, golden.id)
+    assert golden.root_device == f"/dev/{vg}/qrm-img-{golden.id}"
+    storage_host.sh(f"mke2fs -q {golden.root_device}")
+    clone = datacenter.clone_image(golden, name="golden-clone", size_mb=32, actor=ADMIN)
+    settle()
+    clone = pyramid_request.dbsession.get(Image, clone.id)
+    assert clone.root_device == f"/dev/{vg}/qrm-img-{clone.id}"
+    assert storage_host.sh(f"lvm lvs --noheadings -o origin {clone.root_device}").strip() == (
+        f"qrm-img-{golden.id}")
+
+    machine = datacenter.add_resource(mac="52:54:00:00:99:01", kind=VirtualizationKind.PHYSICAL,
+                                      virtualization_type="physical", ip="10.0.2.98",
+                                      name="lvm-machine", actor=ADMIN)
+    datacenter.authorize_storage(clone, machine, actor=ADMIN)
+    settle()
+    exports_file = f"/etc/exports.d/qrm-{vg}@qrm-img-{clone.id}.exports"
+    assert storage_host.sh(f"cat {exports_file}").startswith(
+        f"/srv/qrm/{vg}/qrm-img-{clone.id} 10.0.2.98(")
+    clone = pyramid_request.dbsession.get(Image, clone.id)
+    assert pyramid_request.find_service(BootService).root_parameters(clone) == [
+        ("root", "nfs"), ("nfsroot", f"10.0.2.15:/srv/qrm/{vg}/qrm-img-{clone.id}")]
+
+    datacenter.authorize_storage(clone, None, actor=ADMIN)
+    settle()
+    assert storage_host.sh(f"ls {exports_file} 2>/dev/null || echo gone").strip() == "gone"
+    datacenter.remove_image(pyramid_request.dbsession.get(Image, clone.id), actor=ADMIN)
+    settle()
+    datacenter.remove_image(pyramid_request.dbsession.get(Image, golden.id), actor=ADMIN)
+    settle()
+    assert pyramid_request.dbsession.scalars(select(Image.id).where(
+        Image.id.in_([golden.id, clone.id]))).all() == []
+    assert storage_host.sh(f"lvm lvs --noheadings -o lv_name {vg}").strip() == ""
+
+
 # -- the driver contract, against the same VM --------------------------------------------------
 class LvmStorage:
     """``tests/contract`` backend: each storage a fresh volume group on the VM."""
