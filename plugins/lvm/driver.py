@@ -269,14 +269,14 @@ class LvmStorageDriver:
         config, remote = self._open(storage)
         lv = self._lv_of(config, root_device)
         volumes = self._lvs(remote, config)
-        self._revoke(remote, config, lv)
-        if lv not in volumes:
-            return
         dependents = sorted(other.name for other in volumes.values()
                             if other.snapshot_of == lv)
         if dependents:
             raise DriverError(f"storage {storage.name}: {root_device} still has the "
                               f"snapshot(s) {', '.join(dependents)}; remove them first")
+        self._revoke(remote, config, lv)
+        if lv not in volumes:
+            return
         result = remote.run(["lvm", "lvremove", "-f", f"{config.volume_group}/{lv}"])
         if not result.ok and lv in self._lvs(remote, config):
             raise remote.failure(result, doing=f"remove volume {lv}", program="lvm")
