@@ -31,8 +31,9 @@ import paramiko
 from tests.integration.conftest import KeyPair, make_key
 
 KERNEL_CACHE = pathlib.Path(os.environ.get("QRM_KERNEL_CACHE", "/var/cache/qrm-test")) / "kernel"
-#: the ports this suite may use for the VM's forwarded sshd
-PORTS = range(18400, 18500)
+#: the ports this suite may use for the VM's forwarded sshd (18499 stays free: the tests'
+#: "host down" port)
+PORTS = range(18400, 18499)
 #: the VM lives at most this long, whatever happens to the test process
 VM_LIFETIME_S = 1800
 BOOT_TIMEOUT_S = 240
