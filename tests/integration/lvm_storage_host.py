@@ -165,12 +165,23 @@ class StorageHost:
         return name
 
     def stop(self) -> None:
+        """Kill the VM: its process group (``timeout`` and qemu under it: killing only
+        ``timeout`` would leave qemu running), and wait until none of it is left."""
         if self._client is not None:
             self._client.close()
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGKILL)
+        group = self.process.pid  # start_new_session: the group is ours alone
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(group, signal.SIGKILL)
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(group, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.05)  # qemu is exiting (bounded by the deadline)
+        raise StorageHostError(f"the storage host's processes (group {group}) did not exit")
 
 
 def _copy(source: str, root: pathlib.Path) -> None:
