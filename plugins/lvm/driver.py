@@ -206,6 +206,8 @@ class LvmStorageDriver:
             existing = self._after_failed_create(remote, config, storage, lv, result,
                                                  doing=f"create the copy {lv}")
             self._check_same(config, existing, CLONE, origin=origin_name)
+            if not existing.copying:  # made and copied meanwhile
+                return exports.device(config, lv)
         self._copy(remote, config, origin, lv, existing)
         return exports.device(config, lv)
 
