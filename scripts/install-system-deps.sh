@@ -13,10 +13,12 @@ set -euo pipefail
 # libvirt-dev + pkg-config: pip builds the libvirt-python binding (the kvm plugin) against
 # them; qemu-utils: the qcow2 storage's qemu-img; libvirt-daemon + libvirt-daemon-driver-qemu
 # + libvirt-clients: the kvm tests start a real libvirtd (QEMU driver) as a child of the fixture
+# lvm2 + cpio: the lvm-storage test boots a storage-host VM from an initramfs it builds with
+# /sbin/lvm and sshd copied in (lvm never runs on this machine itself) on a qcow2 data disk
 PACKAGES=(${QRM_SYSTEM_PACKAGES:-php-cli php-soap chromium openssh-server openssh-client
           isc-dhcp-server kea-dhcp4-server dnsmasq busybox-static qemu-system-x86 ipxe-qemu
           libvirt-dev pkg-config qemu-utils libvirt-daemon libvirt-daemon-driver-qemu
-          libvirt-clients})
+          libvirt-clients lvm2 cpio})
 # --build: only what pip needs to build the venv (the Makefile runs this before pip)
 BUILD_ONLY=""
 if [ "${1:-}" = "--build" ]; then

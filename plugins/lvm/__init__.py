@@ -1,0 +1,9 @@
+"""The ``lvm-storage`` plugin: LVM storage hosts driven over SSH (``plugins.lvm.driver``).
+
+The package itself is the plugin registered with pluggy, so its hook implementations are
+imported here.
+"""
+
+from plugins.lvm.hooks import qrm_plugin_action, qrm_plugin_info, qrm_storage_drivers
+
+__all__ = ["qrm_plugin_action", "qrm_plugin_info", "qrm_storage_drivers"]
