@@ -129,7 +129,8 @@ def test_text_token_and_basic_credentials_authenticate(testapp: Any,
     assert response.status_int == 200
     assert b">default</" in response.body
     basic = base64.b64encode(f"demo:{demo_cloud['password']}".encode()).decode()
-    document = ENVELOPE.format(doctype="", header="", body="<c:CloudUserGetCCUs/>")
+    document = ENVELOPE.format(doctype="", header="", body="<c:CloudUserGetCCUs><c:cloud_user/>"
+                                                          "</c:CloudUserGetCCUs>")
     response = testapp.post("/soap/clouduser", document.encode(), content_type="text/xml",
                             headers={"Authorization": f"Basic {basic}"})
     assert b"1000.0000" in response.body

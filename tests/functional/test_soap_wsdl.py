@@ -98,18 +98,97 @@ def test_address_comes_from_the_public_url_behind_a_proxy(
     assert address == "https://cloud.example.com/qrm/soap/clouduser"
 
 
-def test_only_the_contracts_nillable_members_may_be_left_out(testapp: Any) -> None:
-    """Generated clients see required members, and nillable ones only where the contract
-    has them."""
+def test_only_the_contracts_nillable_members_may_be_nil(testapp: Any) -> None:
+    """Generated clients see required members, nillable ones only where the contract has
+    them, and no member that may be left out (a nillable one is always sent, nil when
+    empty)."""
     schema = wsdl(testapp, "cloudadmin").find(
         "wsdl:types/xs:schema[@targetNamespace='urn:qrmcloud:types']", NS)
-    optional = set()
+    nillable, optional = set(), set()
     for complex_type in schema.findall("xs:complexType", NS):
         if complex_type.get("name") not in TYPES:
             continue
         for element in complex_type.findall("xs:sequence/xs:element", NS):
-            if element.get("minOccurs") == "0" or element.get("nillable") == "true":
-                optional.add((complex_type.get("name"), element.get("name")))
-    assert optional == {("CloudRequest", "last_bill"), ("CloudAppliance", "resource_id"),
+            member = (complex_type.get("name"), element.get("name"))
+            if element.get("nillable") == "true":
+                nillable.add(member)
+            if element.get("minOccurs", "1") != "1":
+                optional.add(member)
+    assert nillable == {("CloudRequest", "last_bill"), ("CloudAppliance", "resource_id"),
                         ("CloudAppliance", "load"), ("CloudAppliance", "uptime_s"),
                         ("Transaction", "request_id")}
+    assert optional == set()
+
+
+@pytest.mark.parametrize("endpoint", ["cloudadmin", "clouduser"])
+def test_parameters_and_results_are_required_as_the_contract_says(testapp: Any,
+                                                                  endpoint: str) -> None:
+    """Every operation parameter and every ``…Result`` is required and not nillable; only
+    CloudPushTransaction's request_id may be nil or left out."""
+    schema = wsdl(testapp, endpoint).find(
+        f"wsdl:types/xs:schema[@targetNamespace='urn:qrmcloud:{endpoint}']", NS)
+    loose, checked = set(), 0
+    for operation in operations_for(endpoint):
+        for type_name in (operation.name, f"{operation.name}Response"):
+            complex_type = schema.find(f"xs:complexType[@name='{type_name}']", NS)
+            for element in complex_type.findall("xs:sequence/xs:element", NS):
+                checked += 1
+                if element.get("minOccurs", "1") != "1" or element.get("nillable") == "true":
+                    loose.add((type_name, element.get("name"), element.get("minOccurs"),
+                               element.get("nillable")))
+    expected = ({("CloudPushTransaction", "request_id", "0", "true")}
+                if endpoint == "cloudadmin" else set())
+    assert loose == expected
+    assert checked == sum(len(op.params) + 1 for op in operations_for(endpoint))
+
+
+def test_the_types_schema_comes_before_the_schema_that_imports_it(testapp: Any) -> None:
+    """Strict tools (wsimport, xmllint) resolve names in document order: the shared types
+    are declared before the operations' schema refers to them."""
+    schemas = wsdl(testapp, "clouduser").findall("wsdl:types/xs:schema", NS)
+    assert [schema.get("targetNamespace") for schema in schemas] == [
+        "urn:qrmcloud:types", "urn:qrmcloud:clouduser"]
+    imports = [element.get("namespace") for element in schemas[1].findall("xs:import", NS)]
+    assert imports == ["urn:qrmcloud:types"]
+
+
+def test_each_use_of_an_array_type_is_documented_for_what_it_holds(testapp: Any) -> None:
+    """The array types describe themselves; every element of an array type says what it
+    holds (no "Puppet groups" on the kernels' list)."""
+    document = wsdl(testapp, "cloudadmin")
+    docs: dict[str, list[str]] = {}
+    for element in document.iter(f"{{{NS['xs']}}}element"):
+        kind = (element.get("type") or "").split(":")[-1]
+        nested = element.getparent().tag != f"{{{NS['xs']}}}schema"
+        if nested and kind in ("stringArray", "intArray", "TransactionArray"):
+            text = element.findtext("xs:annotation/xs:documentation", namespaces=NS)
+            assert text, element.get("name")
+            docs.setdefault(element.get("name"), []).append(text)
+    assert [text for text in docs["puppet_groups"] if "uppet" not in text] == []
+    for name in ("KernelGetListResult", "ImageGetListResult", "ip_addresses",
+                 "CloudUserGetListResult", "appliance_ids", "CloudRequestGetListResult"):
+        assert all("uppet" not in text for text in docs[name]), (name, docs[name])
+    assert "kernels" in docs["KernelGetListResult"][0]
+    assert "IP addresses" in docs["ip_addresses"][0]
+    types = document.find("wsdl:types/xs:schema[@targetNamespace='urn:qrmcloud:types']", NS)
+    for name in ("stringArray", "intArray", "TransactionArray"):
+        text = types.findtext(f"xs:complexType[@name='{name}']/xs:annotation/xs:documentation",
+                              namespaces=NS)
+        assert text.startswith("A list of"), (name, text)
+
+
+def test_every_declared_fault_names_a_detail_element_with_code_and_parameter(
+        testapp: Any) -> None:
+    """Each wsdl:fault message's part is an element whose type carries the faultcode and
+    the parameter (what the fault's detail sends)."""
+    document = wsdl(testapp, "clouduser")
+    schema = document.find("wsdl:types/xs:schema[@targetNamespace='urn:qrmcloud:clouduser']",
+                           NS)
+    for name in FAULTS:
+        part = document.find(f"wsdl:message[@name='{name}']/wsdl:part", NS)
+        assert part.get("element") == f"tns:{name}"
+        assert schema.find(f"xs:element[@name='{name}']", NS).get("type") == f"tns:{name}"
+        members = [(element.get("name"), element.get("minOccurs", "1")) for element in
+                   schema.findall(f"xs:complexType[@name='{name}']/xs:sequence/xs:element",
+                                  NS)]
+        assert members == [("code", "1"), ("parameter", "0")]
