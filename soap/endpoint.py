@@ -49,6 +49,23 @@ _ELEMENT_RE = re.compile(r"(?:Element )?'(?:\{[^}]*\})?([^']+)':? ")
 _MISSING_RE = re.compile(r"Missing child element\(s\)\. Expected is \( (?:\{[^}]*\})?(\w+) \)")
 
 
+SOAP11_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+SOAP12_ENV = "http://www.w3.org/2003/05/soap-envelope"
+
+
+class VersionMismatch(Fault):
+    """SOAP 1.1's answer to an envelope in another namespace (a SOAP 1.2 envelope, say):
+    the ``VersionMismatch`` fault (SOAP 1.1 §4.4.1)."""
+
+    def __init__(self, root: str) -> None:
+        namespace = root[1:].split("}", 1)[0]
+        version = "a SOAP 1.2 envelope" if namespace == SOAP12_ENV else (
+            f"an envelope in the namespace {namespace}")
+        super().__init__(faultcode="VersionMismatch", faultstring=(
+            f"this endpoint speaks SOAP 1.1 only and received {version}: send the Envelope "
+            f"in the namespace {SOAP11_ENV} (the WSDL's SOAP 1.1 binding)"))
+
+
 class SafeSoap11(Soap11):
     """SOAP 1.1 with schema validation whose parser never loads a DTD, resolves an entity
     or touches the network, and which refuses documents that carry a DTD at all."""
@@ -62,9 +79,11 @@ class SafeSoap11(Soap11):
         document = b"".join(chunk if isinstance(chunk, bytes) else chunk.encode("utf-8")
                             for chunk in chunks)
         try:
-            refuse_dtd(document)
+            root = refuse_dtd(document)
         except QrmError as error:
             raise Fault(error.code, error.message) from None
+        if root.endswith("}Envelope") and root != f"{{{SOAP11_ENV}}}Envelope":
+            raise VersionMismatch(root) from None
         ctx.in_string = [document]
         super().create_in_document(ctx, charset)
 
@@ -188,9 +207,9 @@ class _Server(WsgiApplication):
         p_ctx.out_error = error
         return super().handle_error(p_ctx, others, error, start_response)
 
-    def normalize(self, error: Any) -> ApiFault:
+    def normalize(self, error: Any) -> Fault:
         code = getattr(error, "faultcode", "") or ""
-        if isinstance(error, tuple(self.faults.values())):
+        if isinstance(error, (*self.faults.values(), VersionMismatch)):
             return error
         text = error.faultstring if isinstance(error, Fault) else ""
         text = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text or "")

@@ -117,3 +117,28 @@ def test_nillable_members_are_sent_as_nil(testapp: Any, demo_cloud: dict[str, An
     puppet_groups = result.find("{urn:qrmcloud:types}puppet_groups")
     assert puppet_groups is not None
     assert len(puppet_groups) == 0
+
+
+@pytest.mark.parametrize("namespace", ["http://www.w3.org/2003/05/soap-envelope",
+                                       "urn:not-soap"], ids=["soap12", "other"])
+def test_envelope_of_another_soap_version_is_a_version_mismatch_fault(
+        testapp: Any, demo_cloud: dict[str, Any], namespace: str) -> None:
+    """A SOAP 1.2 (or any non-1.1) envelope gets SOAP 1.1's VersionMismatch fault, with the
+    security headers of every response, and nothing runs."""
+    document = (f'<?xml version="1.0"?><e:Envelope xmlns:e="{namespace}" '
+                f'xmlns:c="{USER_NS}"><e:Body><c:KernelGetList/></e:Body></e:Envelope>')
+    basic = base64.b64encode(f"demo:{demo_cloud['password']}".encode()).decode()
+    response = testapp.post("/soap/clouduser", document.encode(),
+                            content_type="application/soap+xml; charset=utf-8",
+                            headers={"Authorization": f"Basic {basic}"}, expect_errors=True)
+    assert response.status_int == 500
+    assert response.content_type == "text/xml"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert "frame-ancestors 'none'" in response.headers["Content-Security-Policy"]
+    envelope = etree.fromstring(response.body)
+    assert envelope.tag == f"{{{SOAP_ENV}}}Envelope"
+    element = envelope.find(f"{{{SOAP_ENV}}}Body/{{{SOAP_ENV}}}Fault")
+    prefix, code = element.findtext("faultcode").split(":")
+    assert (envelope.nsmap[prefix], code) == (SOAP_ENV, "VersionMismatch")
+    assert "SOAP 1.1 only" in element.findtext("faultstring")
+    assert b"default" not in response.body
