@@ -81,21 +81,51 @@ def test_parameters_are_documented(testapp: Any) -> None:
         assert element.findtext("xs:annotation/xs:documentation", namespaces=NS)
 
 
-def test_address_comes_from_the_request_url(testapp: Any) -> None:
-    """soap:address is the URL the WSDL was fetched from (each host its own)."""
-    for host in ("localhost", "api.example.org:8443"):
-        address = wsdl(testapp, "cloudadmin", host).find(
-            "wsdl:service/wsdl:port/soap:address", NS).get("location")
-        assert address == f"http://{host}/soap/cloudadmin"
+def address(testapp: Any, endpoint: str, host: str = "localhost") -> str:
+    return wsdl(testapp, endpoint, host).find("wsdl:service/wsdl:port/soap:address",
+                                              NS).get("location")
+
+
+@pytest.mark.parametrize("host", ["localhost", "localhost:6543", "127.0.0.1:8080",
+                                  "127.3.4.5", "[::1]:6543", "LOCALHOST"])
+def test_address_follows_a_loopback_host(testapp: Any, host: str) -> None:
+    """Without a public URL, a loopback Host is echoed: the developer's own machine."""
+    assert address(testapp, "cloudadmin", host) == f"http://{host}/soap/cloudadmin"
+
+
+@pytest.mark.parametrize("host", ["evil.example", "evil.example:8443", "10.0.0.5",
+                                  "[2001:db8::1]:80", "localhost.evil.example",
+                                  "127.0.0.1.evil.example"])
+def test_forged_host_header_does_not_reach_the_address(testapp: Any, host: str) -> None:
+    """Without a public URL, any other Host header (a forged ``evil.example``) gives the
+    safe default address, never the client's host."""
+    location = address(testapp, "clouduser", host)
+    assert location == "http://localhost/soap/clouduser"
+    assert "evil" not in location
+
+
+def test_address_comes_from_the_portal_url_of_the_cloud_configuration(
+        testapp: Any, demo_cloud: dict[str, Any]) -> None:
+    """Without qrm.public_url, the cloud's external_portal_url gives the address."""
+    from engine.cloud.config import CloudConfigService
+    from engine.security import Actor
+    from tests.conftest import commit
+
+    request = demo_cloud["request"]
+    request.find_service(CloudConfigService).set(
+        "external_portal_url", "https://portal.example.net", actor=Actor.system("tests"))
+    commit(request)
+    assert address(testapp, "cloudadmin", "evil.example") == (
+        "https://portal.example.net/soap/cloudadmin")
 
 
 def test_address_comes_from_the_public_url_behind_a_proxy(
         testapp: Any, registry: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     """With qrm.public_url set, soap:address is built from it."""
     monkeypatch.setitem(registry.settings, "qrm.public_url", "https://cloud.example.com/qrm/")
-    address = wsdl(testapp, "clouduser").find("wsdl:service/wsdl:port/soap:address",
-                                              NS).get("location")
-    assert address == "https://cloud.example.com/qrm/soap/clouduser"
+    for host in ("localhost", "evil.example"):
+        assert address(testapp, "clouduser", host) == (
+            "https://cloud.example.com/qrm/soap/clouduser")
 
 
 def test_only_the_contracts_nillable_members_may_be_nil(testapp: Any) -> None:
@@ -192,3 +222,39 @@ def test_every_declared_fault_names_a_detail_element_with_code_and_parameter(
                    schema.findall(f"xs:complexType[@name='{name}']/xs:sequence/xs:element",
                                   NS)]
         assert members == [("code", "1"), ("parameter", "0")]
+
+
+def production_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> dict[str, Any]:
+    import plaster
+
+    from tests.conftest import ROOT
+
+    monkeypatch.setenv("QRM_DATABASE_URL", f"sqlite:///{tmp_path}/prod.sqlite")
+    monkeypatch.setenv("QRM_SESSION_SECRET", "s" * 40)
+    monkeypatch.setenv("QRM_SECRET_KEY", "k" * 40)
+    monkeypatch.delenv("QRM_PUBLIC_URL", raising=False)
+    return plaster.get_settings(str(ROOT / "production.ini"), "app:main")
+
+
+def test_production_refuses_to_serve_without_a_public_url(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """production.ini (qrm.require_secrets) builds no web application without
+    qrm.public_url, and says which setting to set."""
+    from engine.app import main
+
+    settings = production_settings(monkeypatch, tmp_path)
+    with pytest.raises(ValueError, match=r"qrm\.public_url is not set: set the environment "
+                                          r"variable QRM_PUBLIC_URL"):
+        main({}, **settings)
+
+
+def test_production_serves_with_a_public_url(monkeypatch: pytest.MonkeyPatch,
+                                             tmp_path: Any) -> None:
+    from engine.app import main
+
+    settings = production_settings(monkeypatch, tmp_path)
+    monkeypatch.setenv("QRM_PUBLIC_URL", "https://cloud.example.com")
+    assert callable(main({}, **settings))
+    monkeypatch.setenv("QRM_PUBLIC_URL", "cloud.example.com")
+    with pytest.raises(ValueError, match=r"qrm\.public_url must start with http"):
+        main({}, **settings)
