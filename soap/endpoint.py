@@ -25,6 +25,7 @@ from spyne.server.wsgi import WsgiApplication
 from engine.errors import QrmError
 from soap.credentials import authenticate
 from soap.errors import FAULT_CODES, SERVER_ERROR, describe, fault_parameter, retryable
+from soap.i18n import int_range_message
 from soap.operations import (
     OPERATIONS_BY_NAME,
     READ_ONLY_OPERATIONS,
@@ -237,6 +238,8 @@ def _schema_message(text: str) -> tuple[str, str | None]:
     element, rest = match.group(1), text[match.end():]
     if "No matching global declaration" in text:
         return f"{element}: no such operation at this endpoint", None
+    if "is not a valid value of the atomic type 'xs:int'" in rest:
+        return str(int_range_message(element).interpolate()), element
     missing = _MISSING_RE.match(rest)
     if missing is not None:
         return (f"{missing.group(1)} is required (missing in {element})",
