@@ -80,6 +80,7 @@ def java_client(api_server: Any, tmp_path_factory: pytest.TempPathFactory
               "UTF-8", "-cp", str(JAXWS_RT), "-d", str(classes), *sources, str(SOURCE)])
     return types.SimpleNamespace(
         classpath=f"{classes}{os.pathsep}{JAXWS_RT}", wsdl_url=wsdl_url,
+        sources=root / "generated" / "qrm" / "clouduser",
         wsimport_output=(root / "wsimport.log").read_text(),
         build_s=time.monotonic() - started)
 
@@ -113,3 +114,19 @@ def test_generated_java_client_walks_the_request_path_and_catches_typed_faults(
     assert facts["validation"] == "Client.ValidationError memory_mb"
     assert facts["authentication"] == "Client.AuthenticationFailed"
     print(f"java: build {java_client.build_s:.1f} s, run {time.monotonic() - started:.1f} s")
+
+
+def test_generated_types_follow_the_contracts_required_and_nillable_members(
+        java_client: types.SimpleNamespace) -> None:
+    """Required ints are Java ints (no null memory_mb gets through), a nillable member is a
+    plain nullable field (not a JAXBElement), and no parameter is optional."""
+    provision = (java_client.sources / "CloudProvision.java").read_text()
+    assert re.search(r"protected int memoryMb;", provision)
+    assert "JAXBElement" not in provision
+    cloud_request = (java_client.sources / "CloudRequest.java").read_text()
+    assert re.search(r'@XmlElement\(name = "last_bill", required = true, nillable = true\)',
+                     cloud_request)
+    assert re.search(r"protected XMLGregorianCalendar lastBill;", cloud_request)
+    for source in java_client.sources.glob("*.java"):
+        if source.name != "ObjectFactory.java":  # (its element factories always are)
+            assert "JAXBElement<" not in source.read_text(), source.name
