@@ -7,9 +7,10 @@ import importlib.util
 from typing import Any
 
 from pyramid.config import Configurator
+from pyramid.events import ApplicationCreated
 
 from engine import clock
-from engine.settings import normalize_settings
+from engine.settings import check_public_url, normalize_settings
 
 
 def _include_if_present(config: Configurator, package: str, **kw: Any) -> None:
@@ -48,6 +49,9 @@ def make_config(settings: dict[str, Any]) -> Configurator:
     _include_if_present(config, "admin", route_prefix="/admin")    # the admin console
     _include_if_present(config, "boot")                            # agent endpoints
     _include_if_present(config, "portal")                          # the cloud portal at /
+    # a web server (not the command line) refuses to start without the public URL it needs
+    config.add_subscriber(lambda event: check_public_url(event.app.registry.settings),
+                          ApplicationCreated)
     return config
 
 

@@ -61,3 +61,16 @@ def normalize_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
     result.setdefault("qrm.scheduler", "false")
     result.setdefault("qrm.kick", "thread")
     return result
+
+
+def check_public_url(settings: Mapping[str, Any]) -> None:
+    """A production web server (``qrm.require_secrets``) needs ``qrm.public_url``: the WSDL's
+    address is built from it, never from a client's ``Host`` header."""
+    public_url = str(settings.get("qrm.public_url") or "").strip()
+    if as_bool(settings.get("qrm.require_secrets", False)) and not public_url:
+        raise ValueError("qrm.public_url is not set: set the environment variable "
+                         "QRM_PUBLIC_URL to the URL clients reach this server at (e.g. "
+                         "https://cloud.example.com; the WSDL's address is built from it)")
+    if public_url and not public_url.startswith(("http://", "https://")):
+        raise ValueError(f"qrm.public_url must start with http:// or https://, not "
+                         f"{public_url!r}")

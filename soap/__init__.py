@@ -21,6 +21,7 @@ def includeme(config: Any) -> None:
     config.add_renderer("xmlrpc", XMLRPCRenderer(allow_none=True))
     config.add_route_predicate("xmlrpc_endpoint", SafeEndpointPredicate)
     config.include("soap.routes")
+    config.add_translation_dirs("soap:locale")
     # every call carries its own credentials: no browser session on these paths
     for prefix in ("/soap/", "/xmlrpc/"):
         config.add_stateless_path_prefix(prefix)

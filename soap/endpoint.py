@@ -15,17 +15,24 @@ from collections.abc import Callable
 from typing import Any, ClassVar
 from xml.sax.saxutils import quoteattr
 
+from lxml import etree
 from pyramid.response import Response
-from spyne import Application, Fault, ServiceBase, rpc
+from spyne import Application, Fault, ServiceBase, Unicode, rpc
 from spyne.protocol.soap import Soap11
 from spyne.protocol.xml import SchemaValidationError
 from spyne.server.wsgi import WsgiApplication
 
 from engine.errors import QrmError
 from soap.credentials import authenticate
-from soap.errors import FAULT_CODES, SERVER_ERROR, describe, retryable
-from soap.operations import READ_ONLY_OPERATIONS, Operation, operations_for
-from soap.types import spyne_type, to_wire
+from soap.errors import FAULT_CODES, SERVER_ERROR, describe, fault_parameter, retryable
+from soap.i18n import int_range_message
+from soap.operations import (
+    OPERATIONS_BY_NAME,
+    READ_ONLY_OPERATIONS,
+    Operation,
+    operations_for,
+)
+from soap.types import ARRAY_DOCS, TYPES_NS, spyne_type, to_wire
 from soap.xmlsafety import refuse_dtd
 
 NAMESPACES = {"cloudadmin": "urn:qrmcloud:cloudadmin", "clouduser": "urn:qrmcloud:clouduser"}
@@ -40,6 +47,24 @@ _ADDRESS_ATTRIBUTE = f'location="{_PLACEHOLDER_ADDRESS}"'.encode()
 
 _LXML_PREFIX_RE = re.compile(r"^<string>:\d+:\d+:\w+:\w+:\w+: ")
 _ELEMENT_RE = re.compile(r"(?:Element )?'(?:\{[^}]*\})?([^']+)':? ")
+_MISSING_RE = re.compile(r"Missing child element\(s\)\. Expected is \( (?:\{[^}]*\})?(\w+) \)")
+
+
+SOAP11_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+SOAP12_ENV = "http://www.w3.org/2003/05/soap-envelope"
+
+
+class VersionMismatch(Fault):
+    """SOAP 1.1's answer to an envelope in another namespace (a SOAP 1.2 envelope, say):
+    the ``VersionMismatch`` fault (SOAP 1.1 §4.4.1)."""
+
+    def __init__(self, root: str) -> None:
+        namespace = root[1:].split("}", 1)[0]
+        version = "a SOAP 1.2 envelope" if namespace == SOAP12_ENV else (
+            f"an envelope in the namespace {namespace}")
+        super().__init__(faultcode="VersionMismatch", faultstring=(
+            f"this endpoint speaks SOAP 1.1 only and received {version}: send the Envelope "
+            f"in the namespace {SOAP11_ENV} (the WSDL's SOAP 1.1 binding)"))
 
 
 class SafeSoap11(Soap11):
@@ -55,23 +80,56 @@ class SafeSoap11(Soap11):
         document = b"".join(chunk if isinstance(chunk, bytes) else chunk.encode("utf-8")
                             for chunk in chunks)
         try:
-            refuse_dtd(document)
+            root = refuse_dtd(document)
         except QrmError as error:
             raise Fault(error.code, error.message) from None
+        if root.endswith("}Envelope") and root != f"{{{SOAP11_ENV}}}Envelope":
+            raise VersionMismatch(root) from None
         ctx.in_string = [document]
         super().create_in_document(ctx, charset)
 
 
-def _make_faults() -> dict[str, type[Fault]]:
-    """One Fault class per contract faultcode (fresh classes for each Application)."""
+XSD_NS = "http://www.w3.org/2001/XMLSchema"
+WSDL_NS = "http://schemas.xmlsoap.org/wsdl/"
+
+#: the members of every fault's detail element (documented in the WSDL; the detail itself is
+#: built by ``ApiFault``, ``exc``: spyne does not write them into the Fault element)
+FAULT_DETAIL = [
+    ("code", Unicode(min_occurs=1, nillable=False, exc=True,
+                     doc="The faultcode, e.g. Client.NotFound.")),
+    ("parameter", Unicode(min_occurs=0, nillable=False, exc=True,
+                          doc="The parameter concerned, where there is one.")),
+]
+
+
+class ApiFault(Fault):
+    """A contract fault whose ``<detail>`` carries the element its ``wsdl:fault`` declares
+    (``<tns:NotFound><tns:code>Client.NotFound</tns:code><tns:parameter>request_id
+    </tns:parameter></tns:NotFound>``), so that clients generated from the WSDL raise the
+    declared fault type."""
+
+    CODE_VALUE: ClassVar[str]
+
+    def __init__(self, faultstring: str = "", parameter: str | None = None) -> None:
+        super().__init__(faultcode=self.CODE_VALUE, faultstring=faultstring)
+        self.parameter = parameter
+        namespace = self.get_namespace()
+        element = etree.Element(f"{{{namespace}}}{self.get_type_name()}",
+                                nsmap={"tns": namespace})
+        etree.SubElement(element, f"{{{namespace}}}code").text = self.CODE_VALUE
+        if parameter:
+            etree.SubElement(element, f"{{{namespace}}}parameter").text = parameter
+        self.detail = element
+
+
+def _make_faults() -> dict[str, type[ApiFault]]:
+    """One fault class per contract faultcode (fresh classes for each Application)."""
     faults = {}
     for code in FAULT_CODES:
         name = "ServerError" if code == SERVER_ERROR else code.split(".", 1)[1]
-
-        def __init__(self: Fault, faultstring: str = "", _code: str = code) -> None:
-            Fault.__init__(self, faultcode=_code, faultstring=faultstring)
-
-        faults[code] = type(name, (Fault,), {"__type_name__": name, "__init__": __init__})
+        faults[code] = type(name, (ApiFault,), {
+            "__type_name__": name, "CODE_VALUE": code, "_type_info": FAULT_DETAIL,
+            "__doc__": f"The detail of a {code} fault."})
     return faults
 
 
@@ -99,7 +157,7 @@ class ApiService(ServiceBase):
                 ctx.transport.req_env[RETRYABLE_KEY] = error
                 raise cls.faults[SERVER_ERROR]("retrying") from None
             code, text = describe(error, face="SOAP")
-            raise cls.faults[code](text) from None
+            raise cls.faults[code](text, fault_parameter(error)) from None
 
 
 def _method(operation: Operation, faults: dict[str, type[Fault]]) -> Callable[..., Any]:
@@ -110,9 +168,11 @@ def _method(operation: Operation, faults: dict[str, type[Fault]]) -> Callable[..
 
     method.__name__ = operation.name
     method.__doc__ = operation.doc
-    return rpc(*(spyne_type(param.kind, param.doc) for param in operation.params),
+    return rpc(*(spyne_type(param.kind, param.doc, nillable=param.nillable)
+                 for param in operation.params),
                _args=tuple(param.name for param in operation.params),
-               _returns=spyne_type(operation.returns), _throws=list(faults.values()),
+               _returns=spyne_type(operation.returns, operation.returns_doc),
+               _throws=list(faults.values()),
                _operation_name=operation.name)(method)
 
 
@@ -139,7 +199,7 @@ class _Server(WsgiApplication):
     """spyne's WSGI server, with every fault it produces itself (schema validation, unknown
     operation, syntax) mapped onto the contract's faults."""
 
-    def __init__(self, app: Application, faults: dict[str, type[Fault]]) -> None:
+    def __init__(self, app: Application, faults: dict[str, type[ApiFault]]) -> None:
         super().__init__(app)
         self.faults = faults
 
@@ -150,12 +210,12 @@ class _Server(WsgiApplication):
 
     def normalize(self, error: Any) -> Fault:
         code = getattr(error, "faultcode", "") or ""
-        if isinstance(error, tuple(self.faults.values())):
+        if isinstance(error, (*self.faults.values(), VersionMismatch)):
             return error
         text = error.faultstring if isinstance(error, Fault) else ""
         text = text.decode("utf-8", "replace") if isinstance(text, bytes) else str(text or "")
         if isinstance(error, SchemaValidationError):
-            return self.faults["Client.ValidationError"](_schema_message(text))
+            return self.faults["Client.ValidationError"](*_schema_message(text))
         if code == "Client.ResourceNotFound":
             return self.faults["Client.NotFound"](f"no such operation at this endpoint: {text}")
         if code in FAULT_CODES:
@@ -167,16 +227,51 @@ class _Server(WsgiApplication):
         return self.faults[SERVER_ERROR](text)
 
 
-def _schema_message(text: str) -> str:
+def _schema_message(text: str) -> tuple[str, str | None]:
     # lxml says "<string>:1:0:ERROR:SCHEMASV:...: Element '{urn:...}memory_mb': 'abc' is not
     # a valid value of ..."; the sentence is led by the parameter's name instead.
+    # Returns the sentence and the parameter it names.
     text = _LXML_PREFIX_RE.sub("", text.strip())
     match = _ELEMENT_RE.match(text)
     if match is None:
-        return f"the request is not valid: {text}"
+        return f"the request is not valid: {text}", None
+    element, rest = match.group(1), text[match.end():]
     if "No matching global declaration" in text:
-        return f"{match.group(1)}: no such operation at this endpoint"
-    return f"{match.group(1)}: {text[match.end():]}"
+        return f"{element}: no such operation at this endpoint", None
+    if "is not a valid value of the atomic type 'xs:int'" in rest:
+        return str(int_range_message(element).interpolate()), element
+    missing = _MISSING_RE.match(rest)
+    if missing is not None:
+        return (f"{missing.group(1)} is required (missing in {element})",
+                missing.group(1))
+    return f"{element}: {rest}", None if element in OPERATIONS_BY_NAME else element
+
+
+def finish_wsdl(document: bytes) -> bytes:
+    """spyne's WSDL made strict-tool friendly: the types' schema comes before the operations'
+    schema that imports it (wsimport and xmllint resolve names in document order), and the
+    array types carry their own documentation (spyne gives them the first use's)."""
+    root = etree.fromstring(document)
+    types = root.find(f"{{{WSDL_NS}}}types")
+    schemas = types.findall(f"{{{XSD_NS}}}schema")
+    shared = [schema for schema in schemas if schema.get("targetNamespace") == TYPES_NS]
+    for schema in shared:
+        types.remove(schema)
+    for position, schema in enumerate(shared):
+        types.insert(position, schema)
+    for schema in shared:
+        for name, text in ARRAY_DOCS.items():
+            complex_type = schema.find(f"{{{XSD_NS}}}complexType[@name='{name}']")
+            if complex_type is None:
+                continue
+            annotation = complex_type.find(f"{{{XSD_NS}}}annotation")
+            if annotation is None:
+                annotation = etree.Element(f"{{{XSD_NS}}}annotation")
+                complex_type.insert(0, annotation)
+            for child in list(annotation):
+                annotation.remove(child)
+            etree.SubElement(annotation, f"{{{XSD_NS}}}documentation").text = text
+    return etree.tostring(root, xml_declaration=True, encoding="UTF-8")
 
 
 class SoapEndpoint:
@@ -192,7 +287,7 @@ class SoapEndpoint:
         # element), so it is built once with a placeholder address filled in per request
         wsdl11 = self.server.doc.wsdl11
         wsdl11.build_interface_document(_PLACEHOLDER_ADDRESS)
-        self._wsdl: bytes = wsdl11.get_interface_document()
+        self._wsdl: bytes = finish_wsdl(wsdl11.get_interface_document())
         if self._wsdl.count(_ADDRESS_ATTRIBUTE) != 1:
             raise RuntimeError("the WSDL's soap:address cannot be found")
 

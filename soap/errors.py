@@ -43,6 +43,13 @@ def describe(error: BaseException, *, face: str) -> tuple[str, str]:
                           "details in the server log under this reference")
 
 
+def fault_parameter(error: BaseException) -> str | None:
+    """The parameter a fault concerns (its detail names it), if the error names one."""
+    if isinstance(error, QrmError) and error.code in FAULT_CODES and error.code != SERVER_ERROR:
+        return error.field or None
+    return None
+
+
 def retryable(request: Any, error: BaseException) -> bool:
     """Whether pyramid_retry should run the whole call again (a deadlock or serialization
     failure the database reported, or SQLite refusing a write in a transaction begun for

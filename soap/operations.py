@@ -377,11 +377,15 @@ def request_remove(request: Any, actor: Actor, *, request_id: Any) -> bool:
 class Param:
     """One parameter: its name on the wire, its kind, and the sentence that documents it.
 
-    Kinds: ``string``, ``int``, ``decimal``, ``boolean``, ``datetime``, ``strings``."""
+    Kinds: ``string``, ``int``, ``decimal``, ``boolean``, ``datetime``, ``strings``.
+    Every parameter is required and never nil, except a ``nillable`` one (the contract's
+    ``CloudPushTransaction.request_id``), which may be nil or left out (and, over XML-RPC,
+    an empty string)."""
 
     name: str
     kind: str
     doc: str
+    nillable: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -395,6 +399,11 @@ class Operation:
     params: tuple[Param, ...]
     returns: str
     admin_only: bool = False
+
+    @property
+    def returns_doc(self) -> str:
+        """The sentence that documents the operation's result (the ``…Result`` element)."""
+        return RESULT_DOCS[self.name]
 
     @property
     def read_only(self) -> bool:
@@ -422,6 +431,42 @@ READ_ONLY_OPERATIONS = frozenset({
     "CloudUserGetList",
 })
 
+#: what each operation answers (documents its ``…Result`` element in the WSDL)
+RESULT_DOCS = {
+    "CloudProvision": "The new request's id.",
+    "CloudDeProvision": "The request's new status.",
+    "CloudUserGetDetails": "The cloud user's account.",
+    "CloudUserSetDetails": "The cloud user's account after the change.",
+    "CloudUserSetPassword": "Always true (a refusal is a fault).",
+    "CloudUserGetCCUs": "The CCU balance.",
+    "CloudUserGetLimits": "The cloud user's limits (0: unlimited).",
+    "CloudUserGetTransactions": "The CCU movements, newest first (an empty array: none).",
+    "CloudRequestGetList": "Ids of the cloud requests, newest first (an empty array: none).",
+    "CloudRequestGetDetails": "The cloud request.",
+    "CloudRequestExtend": "The cloud request with its new stop time.",
+    "CloudApplianceGetList": "Ids of the cloud appliances, newest first (an empty array: "
+                             "none).",
+    "CloudApplianceGetDetails": "The cloud appliance.",
+    "CloudApplianceCommand": "The appliance's new state.",
+    "CloudApplianceComment": "Always true (a refusal is a fault).",
+    "CloudApplianceResize": "The cloud appliance with its new disk size.",
+    "CloudAppliancePrivate": "The name of the new private image.",
+    "KernelGetList": "Names of the kernels a request may use.",
+    "ImageGetList": "Names of the images a request may use.",
+    "VirtualizationGetList": "Names of the virtualization types a request may use.",
+    "PuppetGetList": "Names of the puppet groups a request may use.",
+    "ProductGetList": "Ids of the products, in their sort order (an empty array: none).",
+    "ProductGetDetails": "The product.",
+    "CloudUserGetList": "Names of all cloud users.",
+    "CloudUserCreate": "The new cloud user's id.",
+    "CloudUserRemove": "Always true (a refusal is a fault).",
+    "CloudUserSetCCUs": "The new CCU balance.",
+    "CloudUserSetLimits": "The cloud user's limits after the change (0: unlimited).",
+    "CloudPushTransaction": "The ledger row written.",
+    "CloudRequestSetState": "The request's new status.",
+    "CloudRequestRemove": "Always true (a refusal is a fault).",
+}
+
 CLOUD_USER = Param("cloud_user", "string",
                    "Name of the cloud user (cloud-user API: your own name or empty).")
 CLOUD_USER_OR_ALL = Param("cloud_user", "string",
@@ -432,13 +477,14 @@ APPLIANCE_ID = Param("appliance_id", "int", "Id of the cloud appliance.")
 
 
 def _limit(name: str, what: str) -> Param:
-    return Param(name, "int", f"{what} (0: unlimited; empty: unchanged).")
+    return Param(name, "int", f"{what} (0: unlimited; XML-RPC: nil leaves it unchanged).")
 
 
 OPERATIONS: tuple[Operation, ...] = (
     Operation("CloudProvision", cloud_provision, (
         CLOUD_USER,
-        Param("start", "datetime", "When the systems are wanted (UTC); empty: now."),
+        Param("start", "datetime", "When the systems are wanted (UTC); now or a time in the "
+                                   "past: at once (XML-RPC: nil means now)."),
         Param("stop", "datetime", "When they are torn down (UTC), one hour after start at "
                                   "the earliest."),
         Param("kernel", "string", "Kernel name (see KernelGetList)."),
@@ -450,7 +496,8 @@ OPERATIONS: tuple[Operation, ...] = (
         Param("quantity", "int", "How many systems."),
         Param("virtualization", "string", "Virtualization type (see VirtualizationGetList)."),
         Param("ha", "boolean", "High availability: restart on another resource on failure."),
-        Param("puppet_groups", "strings", "Puppet groups to apply (see PuppetGetList)."),
+        Param("puppet_groups", "strings", "Puppet groups to apply to every system (see "
+                                          "PuppetGetList); an empty array: none."),
     ), "int"),
     Operation("CloudDeProvision", cloud_deprovision, (REQUEST_ID,), "string"),
     Operation("CloudUserGetDetails", user_get_details, (CLOUD_USER,), "CloudUser"),
@@ -471,8 +518,8 @@ OPERATIONS: tuple[Operation, ...] = (
     Operation("CloudUserGetCCUs", user_get_ccus, (CLOUD_USER,), "decimal"),
     Operation("CloudUserGetLimits", user_get_limits, (CLOUD_USER,), "CloudUserLimits"),
     Operation("CloudUserGetTransactions", user_get_transactions, (
-        CLOUD_USER, Param("max", "int", f"How many movements, 1 to {MAX_TRANSACTIONS}; empty: "
-                                        f"{DEFAULT_TRANSACTIONS}."),
+        CLOUD_USER, Param("max", "int", f"How many movements, 1 to {MAX_TRANSACTIONS} "
+                                        f"(XML-RPC: nil means {DEFAULT_TRANSACTIONS})."),
     ), "Transaction[]"),
     Operation("CloudRequestGetList", request_get_list, (CLOUD_USER_OR_ALL,), "ints"),
     Operation("CloudRequestGetDetails", request_get_details, (REQUEST_ID,), "CloudRequest"),
@@ -524,7 +571,9 @@ OPERATIONS: tuple[Operation, ...] = (
         _limit("network_limit", "Most network cards"),
     ), "CloudUserLimits", admin_only=True),
     Operation("CloudPushTransaction", push_transaction, (
-        CLOUD_USER, Param("request_id", "int", "The request concerned; empty: none."),
+        CLOUD_USER, Param("request_id", "int", "The request concerned; nil or left out "
+                                               "(XML-RPC: nil or an empty string): none.",
+                          nillable=True),
         Param("amount", "decimal", "CCUs: > 0 credits, < 0 charges."),
         Param("reason", "string", "Short reason (50 characters at most)."),
         Param("comment", "string", "Comment."),

@@ -1,10 +1,14 @@
 """The wire types of the SOAP API, shared by both endpoints in ``urn:qrmcloud:types``.
 
 Members and their order follow SOAP-API.md. Decimals are ``xs:decimal`` (``Decimal`` in
-Python), times ``xs:dateTime`` in UTC. Every member is always sent and never nil, except
-those the contract makes nillable: ``last_bill``, ``resource_id``, ``load``, ``uptime_s`` and
-``request_id`` (so that generated clients get non-optional fields where the contract has
-them).
+Python), times ``xs:dateTime`` in UTC. Every member is always sent (``minOccurs`` 1) and
+never nil, except those the contract makes nillable: ``last_bill``, ``resource_id``,
+``load``, ``uptime_s`` and ``request_id``, which are always sent too and nil when empty (so
+that generated clients get non-optional fields where the contract has them, and a plain
+nullable one, not an "absent or nil" wrapper, for the nillable ones).
+
+Operation parameters and results follow the same rule (``spyne_type``): required, not
+nillable, except the parameters the operation table marks ``nillable``.
 """
 
 from __future__ import annotations
@@ -31,21 +35,29 @@ NILLABLE = {("CloudRequest", "last_bill"), ("CloudAppliance", "resource_id"),
 
 
 def _members(type_name: str, members: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
-    """``minOccurs=1`` and not nillable, unless ``NILLABLE`` names the member."""
-    return [(name, kind if (type_name, name) in NILLABLE
-             else kind.customize(min_occurs=1, nillable=False))
+    """``minOccurs=1``, and not nillable unless ``NILLABLE`` names the member."""
+    return [(name, kind.customize(min_occurs=1,
+                                  nillable=(type_name, name) in NILLABLE))
             for name, kind in members]
 
 
-def _array(item: Any) -> Any:
-    array = Array(item)
+def _array(item: Any, doc: str) -> Any:
+    array = Array(item.customize(min_occurs=0, nillable=False), doc=doc)
     # an explicit namespace: otherwise the first Application that meets the array claims it
     array.__namespace__ = TYPES_NS
     return array
 
 
-StringArray = _array(Unicode)
-IntArray = _array(Integer32)
+#: what the array types say of themselves; each use documents what it holds (the WSDL's
+#: array types get these texts: ``soap.endpoint`` sets them)
+ARRAY_DOCS = {
+    "stringArray": "A list of strings, one string element each; empty: none.",
+    "intArray": "A list of whole numbers, one int element each; empty: none.",
+    "TransactionArray": "A list of CCU movements, one Transaction element each; empty: none.",
+}
+
+StringArray = _array(Unicode, ARRAY_DOCS["stringArray"])
+IntArray = _array(Integer32, ARRAY_DOCS["intArray"])
 
 
 class CloudUser(ComplexModel):
@@ -76,7 +88,9 @@ class CloudRequest(ComplexModel):
         ("image", Unicode), ("memory_mb", Integer32), ("cpus", Integer32),
         ("disk_mb", Integer32), ("network_cards", Integer32), ("quantity", Integer32),
         ("virtualization", Unicode), ("ha", Boolean), ("clone_on_deploy", Boolean),
-        ("puppet_groups", StringArray), ("appliance_ids", IntArray),
+        ("puppet_groups", StringArray.customize(doc="the puppet groups applied to every "
+                                                    "system")),
+        ("appliance_ids", IntArray.customize(doc="ids of the request's cloud appliances")),
         ("last_bill", DateTime(doc="time of the last hourly charge; nil: never charged")),
     ])
 
@@ -88,7 +102,8 @@ class CloudAppliance(ComplexModel):
         ("state", Unicode(doc="provisioning, active, paused, error, deprovisioning or "
                               "removed")),
         ("resource_id", Integer32), ("resource_type", Unicode), ("internal_ip", Unicode),
-        ("ip_addresses", StringArray), ("kernel", Unicode), ("image", Unicode),
+        ("ip_addresses", StringArray.customize(doc="the appliance's IP addresses")),
+        ("kernel", Unicode), ("image", Unicode),
         ("disk_mb", Integer32), ("memory_mb", Integer32), ("cpus", Integer32),
         ("load", Decimal), ("uptime_s", Integer32), ("comment", Unicode),
     ])
@@ -105,7 +120,7 @@ class Transaction(ComplexModel):
     ])
 
 
-TransactionArray = _array(Transaction)
+TransactionArray = _array(Transaction, ARRAY_DOCS["TransactionArray"])
 
 
 class Product(ComplexModel):
@@ -134,10 +149,13 @@ COMPLEX: dict[str, Any] = {
 }
 
 
-def spyne_type(kind: str, doc: str = "") -> Any:
-    """The spyne type of a parameter or return kind, documented with ``doc``."""
+def spyne_type(kind: str, doc: str = "", *, nillable: bool = False) -> Any:
+    """The spyne type of a parameter or result of ``kind``, documented with ``doc``:
+    required and not nillable, or, if ``nillable``, nillable and optional."""
     base = KINDS.get(kind) or COMPLEX[kind]
-    return base.customize(doc=doc) if doc else base
+    occurs = {"min_occurs": 0, "nillable": True} if nillable else {"min_occurs": 1,
+                                                                   "nillable": False}
+    return base.customize(doc=doc, **occurs) if doc else base.customize(**occurs)
 
 
 def to_wire(kind: str, value: Any) -> Any:

@@ -20,6 +20,7 @@ from engine.errors import ValidationError
 from engine.permissions import Permissions
 from soap.credentials import authenticate
 from soap.errors import FAULT_CODES, describe, retryable
+from soap.i18n import INT_MAX, INT_MIN, int_range_message
 from soap.operations import Operation, Param, operations_for
 from soap.xmlsafety import refuse_dtd
 
@@ -72,13 +73,16 @@ class XmlRpcOperation:
 
 
 def from_xmlrpc(param: Param, value: Any) -> Any:
-    """One argument as the operation expects it (nil stays None)."""
-    if value is None:
+    """One argument as the operation expects it (nil stays None; so does an empty string
+    for a nillable parameter: PHP's xmlrpc extension sends a PHP null as ``<string/>``)."""
+    if value is None or (param.nillable and isinstance(value, str) and not value.strip()):
         return None
     converter = _CONVERTERS[param.kind]
     try:
         return converter(value)
     except (TypeError, ValueError, InvalidOperation):
+        if param.kind == "int":
+            raise ValidationError(int_range_message(param.name), field=param.name) from None
         raise ValidationError(f"{param.name} must be {_EXPECTED[param.kind]}",
                               field=param.name) from None
 
@@ -90,7 +94,7 @@ def _string(value: Any) -> str:
 
 
 #: XML-RPC's <int> is 32 bits; the contract's ints are too
-_INT_RANGE = range(-(2**31), 2**31)
+_INT_RANGE = range(INT_MIN, INT_MAX + 1)
 
 
 def _int(value: Any) -> int:
@@ -147,7 +151,7 @@ def _strings(value: Any) -> list[str]:
 
 _CONVERTERS = {"string": _string, "int": _int, "decimal": _decimal, "boolean": _boolean,
                "datetime": _time, "strings": _strings}
-_EXPECTED = {"string": "a string", "int": "a whole number (int)",
+_EXPECTED = {"string": "a string",
              "decimal": "a decimal number (a string such as \"12.50\")",
              "boolean": "a boolean", "datetime": "a dateTime.iso8601 in UTC",
              "strings": "an array of strings"}

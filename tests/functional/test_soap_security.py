@@ -91,12 +91,19 @@ def test_xmlrpc_refuses_documents_with_a_dtd_without_expanding_them(testapp: Any
 
 def test_schema_invalid_value_is_a_validation_error_naming_the_parameter(
         testapp: Any) -> None:
-    """The lxml schema validation names the element that failed."""
+    """The lxml schema validation names the element that failed (an xs:int with the
+    range)."""
     response = post_soap(testapp, "<c:CloudRequestGetDetails><c:request_id>many"
                                   "</c:request_id></c:CloudRequestGetDetails>")
     code, text = soap_fault(response)
     assert code == "Client.ValidationError"
-    assert text.startswith("request_id: 'many' is not a valid value")
+    assert text == ("request_id must be a whole number from -2147483648 to 2147483647 "
+                    "(32 bits)")
+    response = post_soap(testapp, "<c:CloudRequestExtend><c:request_id>1</c:request_id>"
+                                  "<c:stop>tomorrow</c:stop></c:CloudRequestExtend>")
+    code, text = soap_fault(response)
+    assert code == "Client.ValidationError"
+    assert text.startswith("stop: 'tomorrow' is not a valid value")
 
 
 def test_malformed_xml_and_unknown_operations_are_refused(testapp: Any) -> None:
@@ -129,7 +136,8 @@ def test_text_token_and_basic_credentials_authenticate(testapp: Any,
     assert response.status_int == 200
     assert b">default</" in response.body
     basic = base64.b64encode(f"demo:{demo_cloud['password']}".encode()).decode()
-    document = ENVELOPE.format(doctype="", header="", body="<c:CloudUserGetCCUs/>")
+    document = ENVELOPE.format(doctype="", header="", body="<c:CloudUserGetCCUs><c:cloud_user/>"
+                                                          "</c:CloudUserGetCCUs>")
     response = testapp.post("/soap/clouduser", document.encode(), content_type="text/xml",
                             headers={"Authorization": f"Basic {basic}"})
     assert b"1000.0000" in response.body

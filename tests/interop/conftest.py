@@ -1,6 +1,11 @@
 """The API server for the interoperability tests: the real app on 127.0.0.1 over a committing
 database with the demo cloud and a full price list, started once per test module (a fresh
-migration per server costs more than all the calls of a module together)."""
+migration per server costs more than all the calls of a module together).
+
+Every SOAP request and response it handles is recorded, and after each test the ones of that
+test are validated with xmllint against the SOAP envelope and the schemas embedded in the
+endpoint's WSDL (``tests.interop.xmlcheck``): a message that does not validate fails the
+test."""
 
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ from engine.db import get_engine, get_session_factory
 from engine.scheduler.runner import run_in_transaction
 from engine.security import Actor
 from tests.conftest import DEMO_PASSWORD, migrate, run_jobs, stop_server
+from tests.interop.xmlcheck import Recorder, check_messages
 
 #: what the interop requests ask for; offered as products where the seeded price list has
 #: no such product
@@ -123,13 +129,15 @@ def serve(settings: dict[str, Any], url: str, sim_state: pathlib.Path
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = create_server(Router(registry), host="127.0.0.1", port=port, threads=4)
+    recorder = Recorder(Router(registry))
+    server = create_server(recorder, host="127.0.0.1", port=port, threads=4)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
         yield types.SimpleNamespace(url=f"http://127.0.0.1:{port}", registry=registry,
                                     password=DEMO_PASSWORD, port=port,
-                                    run_jobs=lambda: run_jobs(registry))
+                                    run_jobs=lambda: run_jobs(registry),
+                                    messages=recorder.messages, wsdls={})
     finally:
         stop_server(server)
         thread.join(timeout=5)
@@ -150,3 +158,33 @@ def api_server(app_settings: dict[str, Any], db_url: str,
     # app_settings carry cheap argon2 costs: every API call verifies a password
     with serve(app_settings, url, directory / "sim-datacenter.sqlite") as server:
         yield server
+
+
+def wsdls_of(server: types.SimpleNamespace) -> dict[str, bytes]:
+    """The live server's WSDLs by endpoint name (fetched once per server)."""
+    import urllib.request
+
+    for endpoint in ("cloudadmin", "clouduser"):
+        if endpoint not in server.wsdls:
+            with urllib.request.urlopen(f"{server.url}/soap/{endpoint}?wsdl",
+                                        timeout=30) as response:
+                server.wsdls[endpoint] = response.read()
+    return server.wsdls
+
+
+@pytest.fixture(autouse=True)
+def soap_messages_validate(request: pytest.FixtureRequest, tmp_path: pathlib.Path
+                           ) -> Iterator[None]:
+    """After a test that used the API server: every SOAP request and response of the test
+    validates against the envelope and the endpoint's embedded schemas."""
+    if "api_server" not in request.fixturenames:
+        yield
+        return
+    server = request.getfixturevalue("api_server")
+    first = len(server.messages)
+    yield
+    messages = server.messages[first:]
+    if not messages:
+        return
+    problems = check_messages(messages, wsdls_of(server), tmp_path / "soap-messages")
+    assert not problems, "SOAP messages that do not validate:\n" + "\n".join(problems)

@@ -22,9 +22,10 @@ CREDIT = Decimal(100)
 
 
 def provision_arguments(stop: dt.datetime, *, quantity: int = 1) -> tuple[Any, ...]:
-    """CloudProvision's parameters in the contract's order, for the caller itself."""
-    return ("", None, stop, "default", "debian-12", 1024, 1, 2000, 1, quantity, "sim-vm",
-            False, None)
+    """CloudProvision's parameters in the contract's order, for the caller itself (every
+    one given: the WSDL makes them all required; a start of now means at once)."""
+    return ("", in_hours(0), stop, "default", "debian-12", 1024, 1, 2000, 1, quantity,
+            "sim-vm", False, [])
 
 
 def in_hours(hours: int) -> dt.datetime:

@@ -38,8 +38,17 @@ def plain(value: Any) -> Any:
     return value
 
 
+def string_array(soap: suds.client.Client, items: list[str]) -> Any:
+    """A stringArray object (suds leaves a plain empty list out, and the parameter is
+    required)."""
+    array = soap.factory.create("{urn:qrmcloud:types}stringArray")
+    array.string = list(items)
+    return array
+
+
 def caller(soap: suds.client.Client) -> Callable[..., Any]:
     def call(operation: str, *args: Any) -> Any:
+        args = tuple(string_array(soap, arg) if isinstance(arg, list) else arg for arg in args)
         result = plain(getattr(soap.service, operation)(*args))
         # suds returns an empty array as an empty object, and an int[] with its wrapper
         return [] if result == {} else result

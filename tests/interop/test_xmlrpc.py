@@ -119,7 +119,8 @@ def test_every_fault_code(rpc: Proxy, api_server: Any, alice: dict[str, Any],
     code, text = fault_of(lambda: user.CloudRequestGetDetails(bob["request_id"]))
     assert (code, text) == (3, f"request_id: no request {bob['request_id']}")
     code, text = fault_of(lambda: user.CloudUserGetTransactions("", "many"))
-    assert (code, text) == (4, "max must be a whole number (int)")
+    assert (code, text) == (4, "max must be a whole number from -2147483648 to 2147483647 "
+                               "(32 bits)")
     arguments = [wire(value) for value in provision_arguments(in_hours(3))]
     arguments[5] = 0
     code, text = fault_of(lambda: user.CloudProvision(*arguments))

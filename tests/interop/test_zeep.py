@@ -266,7 +266,7 @@ def test_provision_over_the_limit_is_refused_and_leaves_no_request(
         admin: zeep.Client, as_user: Callable[[str], zeep.Client], api_server: Any) -> None:
     """LimitExceeded names the parameter, and the refused request is not stored."""
     name = create_user(api_server, "limited", credit=500)
-    limits = admin.service.CloudUserSetLimits(name, 1, None, None, None, None)
+    limits = admin.service.CloudUserSetLimits(name, 1, 0, 0, 0, 0)
     assert (limits.resource_limit, limits.memory_limit_mb) == (1, 0)
     client = as_user(name)
     code, text = fault_of(lambda: client.service.CloudProvision(
@@ -343,7 +343,7 @@ def test_fault_rolls_back_what_the_call_wrote(api_server: Any,
     name = create_user(api_server, "rollback")
     monkeypatch.setattr(soap.operations, "user_struct", lambda *_a: 1 / 0)
     code, _ = fault_of(lambda: as_user(name).service.CloudUserSetDetails(
-        "", "Changed", None, None, None, "Nowhere", None, None))
+        "", "Changed", "", "", "", "Nowhere", "", ""))
     assert code == "Server.Error"
     stored = read(api_server, lambda request: request.dbsession.query(CloudUser)
                   .filter_by(name=name).one().lastname)
@@ -362,8 +362,8 @@ def test_admin_manages_users_products_and_the_ledger(admin: zeep.Client,
                                                                Decimal("17.5"), name)
     assert admin.service.CloudUserGetCCUs(name) == Decimal("17.5")
     assert admin.service.CloudUserSetCCUs(name, Decimal(50), "") == Decimal(50)
-    details = admin.service.CloudUserSetDetails(name, "Lovelace", "Ada", None, None,
-                                                "London", None, None)
+    details = admin.service.CloudUserSetDetails(name, "Lovelace", "Ada", "", "",
+                                                "London", "", "")
     assert (details.lastname, details.city, details.status) == ("Lovelace", "London",
                                                                 "active")
     assert admin.service.CloudUserSetPassword(name, "another-password-2") is True

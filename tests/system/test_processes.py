@@ -60,7 +60,8 @@ class Deployment:
         self.env = dict(os.environ, QRM_DATABASE_URL=url, QRM_SESSION_SECRET="s" * 40,
                         QRM_SECRET_KEY="k" * 40, QRM_SIM_STATE=str(tmp_path / "sim.sqlite"),
                         QRM_CLOCK=f"offset:{self.clock.path}", QRM_SIM_BOOT_DELAY="0",
-                        QRM_DEMO_PASSWORD=PASSWORD)
+                        QRM_DEMO_PASSWORD=PASSWORD,
+                        QRM_PUBLIC_URL=f"http://127.0.0.1:{self.port}")
         self.processes: dict[str, subprocess.Popen] = {}
         self.scheduler_starts = 0
         self.engine = get_engine({"sqlalchemy.url": url})
