@@ -537,3 +537,14 @@ def test_refused_calls_change_nothing(testapp: Any, cloud: dict[str, Any]) -> No
     details = call(testapp, "CloudUserGetDetails", f"{user('alice')},alice", url=USER_URL)
     assert details["lastname"] == "alice"
     assert "email" in last_refusal(cloud["request"])[1]
+
+
+def test_ini_files_switch_it_off_in_production_and_on_in_development() -> None:
+    import configparser
+    import pathlib
+
+    root = pathlib.Path(__file__).resolve().parents[2]
+    for name, expected in (("production.ini", "false"), ("development.ini", "true")):
+        parser = configparser.ConfigParser(interpolation=None)
+        parser.read(root / name)
+        assert parser["app:main"]["qrm.legacy_api"] == expected, name
