@@ -36,6 +36,7 @@ from legacy.operations import (
     operations_for,
 )
 from legacy.wire import (
+    MAX_BODY,
     NAMESPACE,
     EnvelopeError,
     content_type,
@@ -215,6 +216,9 @@ def service_view(request: Any) -> Response:
                                     headers={"Allow": "GET, POST"})
     version = _version_of(request)
     try:
+        if (request.content_length or 0) > MAX_BODY:
+            raise EnvelopeError(_("the request is larger than ${size} bytes",
+                                  mapping={"size": MAX_BODY}))
         call = parse_call(request.body)
     except EnvelopeError as error:
         record_refusal(request, who="anonymous", operation="(envelope)", reason=error.message)
