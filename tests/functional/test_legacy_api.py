@@ -320,6 +320,18 @@ def test_request_path(testapp: Any, cloud: dict[str, Any]) -> None:
     assert "not available" in last_refusal(request)[1]
     assert call(testapp, "CloudAppliancePrivate", f"{alice},{appliance_id}",
                 url=USER_URL) == 1
+    # bob cannot see or touch alice's appliance: null or 1, as openQRM answered, and logged
+    bob = user("bob")
+    assert call(testapp, "CloudApplianceGetDetails", f"{bob},{appliance_id}",
+                url=USER_URL) is None
+    assert call(testapp, "CloudApplianceCommand", f"{bob},{appliance_id},start",
+                url=USER_URL) == 1
+    assert call(testapp, "CloudApplianceComment", f"{bob},{appliance_id},mine now",
+                url=USER_URL) == 1
+    assert last_refusal(request) == (
+        "clouduser:bob", f"legacy API CloudApplianceComment refused: appliance_id: no "
+        f"appliance {appliance_id}")
+    assert call(testapp, "CloudApplianceGetList", f"{bob},bob", url=USER_URL) == []
     new_stop = int((stop + dt.timedelta(hours=3)).timestamp())
     assert call(testapp, "CloudRequestExtend", f"{alice},{request_id},{new_stop}",
                 url=USER_URL) == 0
