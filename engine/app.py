@@ -10,7 +10,7 @@ from pyramid.config import Configurator
 from pyramid.events import ApplicationCreated
 
 from engine import clock
-from engine.settings import check_public_url, normalize_settings
+from engine.settings import as_bool, check_public_url, normalize_settings
 
 
 def _include_if_present(config: Configurator, package: str, **kw: Any) -> None:
@@ -46,6 +46,8 @@ def make_config(settings: dict[str, Any]) -> Configurator:
     config.include("engine.views")          # /health
     # -- faces ------------------------------------------------------------------------------
     _include_if_present(config, "soap")                            # SOAP + XML-RPC APIs
+    if as_bool(config.registry.settings.get("qrm.legacy_api", False)):
+        _include_if_present(config, "legacy")                      # openQRM's SOAP API
     _include_if_present(config, "admin", route_prefix="/admin")    # the admin console
     _include_if_present(config, "boot")                            # agent endpoints
     _include_if_present(config, "portal")                          # the cloud portal at /
