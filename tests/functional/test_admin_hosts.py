@@ -301,3 +301,17 @@ def test_a_form_without_the_csrf_token_is_refused(admin, plugins_on):
 def test_unknown_hosts_are_not_found(admin, plugins_on):
     assert admin.get("/admin/hosts/kvm/999999", expect_errors=True).status_int == 404
     assert admin.get("/admin/hosts/storage/999999", expect_errors=True).status_int == 404
+
+
+# -- German -----------------------------------------------------------------------------------
+def test_the_host_pages_speak_german(testapp, plugins_on):
+    testapp.extra_environ["HTTP_ACCEPT_LANGUAGE"] = "de-DE,de;q=0.9"
+    admin_login(testapp)
+    page = testapp.get("/admin/hosts")
+    assert "Einen KVM-Host hinzufügen" in page
+    assert "Hosts" in page.html.find("nav").get_text()
+    refused = storage_form(page, volume_group="-vg").submit(status=400)
+    assert "Die Volume-Gruppe ist kein gültiger LVM-Name" in text_of(
+        refused, "error-storage-volume_group")
+    refused = kvm_form(page, cpus="vier").submit(status=400)
+    assert "CPUs müssen eine ganze Zahl sein" in text_of(refused, "error-kvm-cpus")
