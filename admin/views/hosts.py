@@ -238,8 +238,8 @@ def add_kvm_host(request: Any) -> Any:
             service.virtualization_type(KVM_TYPE)
         except QrmError:
             raise ValidationError(translate(request, _(
-                "The kvm plugin is not enabled: enable and start it first (qrm plugin "
-                "enable kvm).")), field=None) from None
+                "The kvm plugin is not enabled: enable and start it first (qrm plugins "
+                "enable kvm, qrm plugins start kvm).")), field=None) from None
         resource = service.add_resource(
             mac=values["mac"], kind=VirtualizationKind.HOST, virtualization_type=KVM_TYPE,
             actor=actor, name=values["name"], cpus=cpus, memory_mb=memory_mb, ip=ip,
