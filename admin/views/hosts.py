@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from typing import Any
 from urllib.parse import urlsplit
@@ -26,7 +27,9 @@ from sqlalchemy import select
 from admin.i18n import _, error_text, translate
 from admin.rendering import flash, template
 from admin.views import acting_admin, form_errors, matched_id
+from engine.commands.models import SshHostKey
 from engine.commands.services import CommandService
+from engine.commands.ssh import SshPool, SshUnreachable
 from engine.commands.targets import ssh_target
 from engine.datacenter.models import (
     Image,
@@ -42,7 +45,7 @@ from engine.db import utcnow
 from engine.errors import QrmError, ValidationError
 from engine.events.services import EventService
 from engine.permissions import Permissions
-from engine.plugins.drivers import HostRef
+from engine.plugins.drivers import HostRef, HostUnreachable
 from engine.plugins.manager import PluginService
 
 KVM_TYPE = "kvm"
@@ -335,22 +338,78 @@ def kvm_host_detail(request: Any) -> dict[str, Any]:
              renderer=template("storage_host"), permission=Permissions.ADMIN_VIEW)
 def storage_host_detail(request: Any) -> dict[str, Any]:
     storage = _storage(request)
-    volumes, volume_error = None, None
+    volumes, volume_error, unreachable = None, None, False
     try:
-        driver = request.find_service(PluginService).storage_driver(storage.storage_type)
-        volumes = driver.list_volumes(storage_ref(storage))
+        volumes = _list_volumes(request, storage)
     except QrmError as error:
         volume_error = error_text(request, error)
+        unreachable = isinstance(error, HostUnreachable | SshUnreachable)
     images = list(request.dbsession.scalars(
         select(Image).where(Image.storage_id == storage.id).order_by(Image.name)))
     endpoint = _endpoint(request, storage)
     return {"storage": storage, "lvm": _lvm_row(request, storage), "volumes": volumes,
-            "volume_error": volume_error,
+            "volume_error": volume_error, "unreachable": unreachable,
             "golden": [image for image in images if image.is_master],
             "clones": [image for image in images if not image.is_master],
             "endpoint": endpoint, "key": _key_state(request, endpoint),
             "events": request.find_service(EventService).recent(
                 limit=10, object_type="storage", object_id=storage.id)}
+
+
+class _RequestHostKeys:
+    """Pinned host keys read (and, under ``accept-new``, pinned) in the page's own
+    transaction: the drivers' stores open transactions of their own, which on SQLite would
+    wait for this one's lock."""
+
+    def __init__(self, request: Any) -> None:
+        self.commands = request.find_service(CommandService)
+
+    def pinned(self, host: str, port: int) -> tuple[str, str] | None:
+        row = self.commands.pinned_host_key(host, port)
+        return (row.key_type, row.key_base64) if row is not None else None
+
+    def pin(self, host: str, port: int, key_type: str, key_base64: str) -> tuple[str, str]:
+        pinned = self.pinned(host, port)
+        if pinned is not None:
+            return pinned
+        self.commands.db.add(SshHostKey(host=host, port=port, key_type=key_type,
+                                        key_base64=key_base64))
+        self.commands.db.flush()
+        return key_type, key_base64
+
+    def refused(self, target: Any, offered: tuple[str, str], pinned: tuple[str, str]) -> None:
+        pass
+
+
+def _list_volumes(request: Any, storage: Storage) -> list[Any]:
+    """The driver's ``list_volumes``, its settings (the plugin's rows, the SSH target) and
+    pinned host keys read in the page's transaction, over a pool of the page's own."""
+    request.find_service(PluginService).storage_driver(storage.storage_type)  # started?
+    pool = SshPool(_RequestHostKeys(request))
+    try:
+        ref = storage_ref(storage)
+        if storage.storage_type == "qcow2":
+            from plugins.kvm.qcow2 import Qcow2StorageDriver
+            from plugins.kvm.settings import _storage_values
+
+            ref = dataclasses.replace(ref, settings=_storage_values(request,
+                                                                   storage_id=storage.id))
+            return Qcow2StorageDriver(request, ssh_pool=pool).list_volumes(ref)
+        from plugins.lvm.driver import LvmStorageDriver
+        from plugins.lvm.settings import row_values
+
+        row = _lvm_row(request, storage)
+        settings: dict[str, Any] = row_values(row) if row is not None else {}
+        try:
+            target = ssh_target(request.registry.settings, storage)
+            settings.update(ssh_host=target.host, ssh_port=target.port, ssh_user=target.user,
+                            ssh_key=target.key_file)
+        except ValueError:
+            pass  # the ini settings may name one; else the driver says what is missing
+        return LvmStorageDriver(request, pool=pool).list_volumes(
+            dataclasses.replace(ref, settings={**settings, **ref.settings}))
+    finally:
+        pool.close()
 
 
 # -- host key confirmation --------------------------------------------------------------------
