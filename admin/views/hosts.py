@@ -220,7 +220,7 @@ def add_kvm_host(request: Any) -> Any:
     values = {field: request.POST.get(field, "").strip() for field in KVM_FIELDS}
     actor = acting_admin(request)
     try:
-        from plugins.kvm.hosts import configure_host
+        from plugins.kvm.hosts import configure_host, default_uri
 
         if not values["name"] or len(values["name"]) > 100:
             raise _invalid("name")
@@ -250,7 +250,9 @@ def add_kvm_host(request: Any) -> Any:
         if values["ssh_host"] or port or user:
             request.find_service(CommandService).set_ssh_target(
                 resource, actor=actor, host=values["ssh_host"] or None, port=port, user=user)
-        configure_host(request, resource, actor=actor, uri=values["uri"] or None,
+        # the default URI follows the SSH target just set
+        configure_host(request, resource, actor=actor,
+                       uri=values["uri"] or default_uri(resource, request.registry.settings),
                        domain_type=values["domain_type"])
     except QrmError as error:
         return _list_page(request, kvm={"values": values,

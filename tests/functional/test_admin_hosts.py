@@ -116,6 +116,15 @@ def _ref(host: Resource, uri: str) -> Any:
                    settings={"uri": uri, "domain_type": "test"})
 
 
+def test_an_empty_uri_follows_the_ssh_target(admin, plugins_on):
+    kvm_form(admin.get("/admin/hosts"), name="kvm-r", ip="192.0.2.30", ssh_host="kvm-r.lan",
+             ssh_port="2200", ssh_user="virt").submit(status=303)
+    plugins_on.dbsession.expire_all()
+    host = plugins_on.dbsession.scalar(select(Resource).where(Resource.name == "kvm-r"))
+    assert plugins_on.dbsession.get(KvmHost, host.id).uri == (
+        "qemu+ssh://virt@kvm-r.lan:2200/system")
+
+
 def test_a_kvm_host_whose_libvirt_does_not_answer_says_so(admin, plugins_on, tmp_path):
     page = kvm_form(admin.get("/admin/hosts"), name="gone",
                     uri=f"test://{tmp_path / 'missing.xml'}").submit().follow()
