@@ -38,6 +38,14 @@ def includeme(config: Any) -> None:
     config.add_route("admin.resources.remove", f"/resources/{ID}/remove")
     config.add_route("admin.appliances", "/appliances")
 
+    config.add_route("admin.hosts", "/hosts")
+    config.add_route("admin.hosts.kvm.add", "/hosts/kvm")
+    config.add_route("admin.hosts.kvm", f"/hosts/kvm/{ID}")
+    config.add_route("admin.hosts.kvm.hostkey", f"/hosts/kvm/{ID}/host-key")
+    config.add_route("admin.hosts.storage.add", "/hosts/storage")
+    config.add_route("admin.hosts.storage", f"/hosts/storage/{ID}")
+    config.add_route("admin.hosts.storage.hostkey", f"/hosts/storage/{ID}/host-key")
+
     config.add_route("admin.calls", "/calls")
     config.add_route("admin.calls.retry", f"/calls/{ID}/retry")
     config.add_route("admin.commands", "/commands")

@@ -6,19 +6,75 @@ idempotent commands, ones that leave the target as they found it when run a seco
 
 from __future__ import annotations
 
+import dataclasses
+import socket
 from typing import Any
 
+import paramiko
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from engine.commands.models import Command, CommandState
-from engine.commands.ssh import check_key_reference
+from engine.commands.models import Command, CommandState, SshHostKey
+from engine.commands.ssh import CONNECT_TIMEOUT_S, check_key_reference, fingerprint
 from engine.datacenter.models import Resource, Storage
 from engine.db import utcnow
-from engine.errors import InvalidState, NotFound, ValidationError
+from engine.errors import DriverError, InvalidState, NotFound, ValidationError
 from engine.events.models import EventLevel
 from engine.events.services import EventService
+from engine.i18n import _
 from engine.security import Actor
+
+
+@dataclasses.dataclass(frozen=True)
+class HostKeyOffer:
+    """The key an SSH endpoint offers, and what is pinned for it."""
+
+    host: str
+    port: int
+    key_type: str
+    key_base64: str
+    #: the key pinned for the endpoint (``(type, base64)``), or None
+    pinned: tuple[str, str] | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        """``SHA256:…``, as ``ssh-keygen -lf`` shows it."""
+        return fingerprint(self.key_base64)
+
+    @property
+    def status(self) -> str:
+        """``new`` (nothing pinned), ``pinned`` (this key is), ``changed`` (another is)."""
+        if self.pinned is None:
+            return "new"
+        return "pinned" if self.pinned == (self.key_type, self.key_base64) else "changed"
+
+    @property
+    def pinned_fingerprint(self) -> str | None:
+        return fingerprint(self.pinned[1]) if self.pinned else None
+
+
+def offered_host_key(host: str, port: int, *,
+                     timeout: float = CONNECT_TIMEOUT_S) -> tuple[str, str]:
+    """The host key ``host:port`` offers in the SSH handshake (``(type, base64)``); nothing
+    is authenticated, nothing runs. DriverError when it cannot be had."""
+    try:
+        sock = socket.create_connection((host, port), timeout=timeout)
+    except OSError as error:
+        raise DriverError(_("cannot reach ${host}:${port}: ${reason}", mapping={
+            "host": host, "port": port, "reason": error.strerror or str(error)})) from None
+    transport = paramiko.Transport(sock)
+    try:
+        transport.banner_timeout = transport.handshake_timeout = timeout
+        transport.start_client(timeout=timeout)
+        key = transport.get_remote_server_key()
+        return key.get_name(), key.get_base64()
+    except (paramiko.SSHException, OSError, EOFError) as error:
+        raise DriverError(_("${host}:${port} did not complete the SSH handshake: ${reason}",
+                            mapping={"host": host, "port": port,
+                                     "reason": str(error) or type(error).__name__})) from None
+    finally:
+        transport.close()
+        sock.close()
 
 
 class CommandService:
@@ -97,6 +153,53 @@ class CommandService:
                         level=EventLevel.NOTICE,
                         message=f"SSH target of {kind} {machine.id}: {target}"
                         + (f", key {key}" if key else ""))
+
+    # -- host keys: the admin confirms the first key of an endpoint ---------------------------
+    def pinned_host_key(self, host: str, port: int) -> SshHostKey | None:
+        return self.db.scalar(select(SshHostKey).where(SshHostKey.host == host,
+                                                       SshHostKey.port == port))
+
+    def fetch_host_key(self, host: str, port: int) -> HostKeyOffer:
+        """The key ``host:port`` offers now, with the one pinned for it (if any): what the
+        admin is shown before confirming (``confirm_host_key``)."""
+        key_type, key_base64 = offered_host_key(host, port)
+        row = self.pinned_host_key(host, port)
+        return HostKeyOffer(host, port, key_type, key_base64,
+                            (row.key_type, row.key_base64) if row is not None else None)
+
+    def confirm_host_key(self, host: str, port: int, *, confirmed_fingerprint: str,
+                         actor: Actor) -> SshHostKey:
+        """Pin the key ``host:port`` offers, which the admin confirmed by its fingerprint.
+        The key is fetched again: if it is not the one shown, or another key is pinned
+        already, nothing is pinned (InvalidState). Confirming the pinned key again is
+        fine."""
+        offer = self.fetch_host_key(host, port)
+        if offer.fingerprint != (confirmed_fingerprint or "").strip():
+            raise InvalidState(_("${host}:${port} now offers a different key (${offered}) "
+                                 "than the one confirmed (${confirmed}): nothing pinned",
+                                 mapping={"host": host, "port": port,
+                                          "offered": offer.fingerprint,
+                                          "confirmed": confirmed_fingerprint}),
+                               field="fingerprint")
+        row = self.pinned_host_key(host, port)
+        if row is not None:
+            if offer.status == "pinned":
+                return row
+            raise InvalidState(_("another key is pinned for ${host}:${port} (${pinned}); it "
+                                 "offers ${offered}: nothing pinned",
+                                 mapping={"host": host, "port": port,
+                                          "pinned": offer.pinned_fingerprint,
+                                          "offered": offer.fingerprint}),
+                               field="fingerprint")
+        row = SshHostKey(host=host, port=port, key_type=offer.key_type,
+                         key_base64=offer.key_base64)
+        self.db.add(row)
+        self.db.flush()
+        self.events.log(source="commands", name="ssh.host_key_pinned", actor=actor,
+                        level=EventLevel.NOTICE, obj=row,
+                        message=f"host key of {host}:{port} confirmed and pinned: "
+                        f"{offer.key_type} {offer.fingerprint}")
+        return row
 
     def rerun(self, command_id: int, *, actor: Actor) -> Command:
         """Queue a failed command again, with a fresh set of attempts."""

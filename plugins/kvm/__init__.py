@@ -7,6 +7,7 @@ imported here; its model (``kvm_host``) comes with it.
 
 from plugins.kvm import models  # noqa: F401 - the schema must know kvm_host
 from plugins.kvm.hooks import (
+    qrm_monitor,
     qrm_plugin_action,
     qrm_plugin_info,
     qrm_resource_event,
@@ -15,6 +16,6 @@ from plugins.kvm.hooks import (
 )
 
 __all__ = [
-    "qrm_plugin_action", "qrm_plugin_info", "qrm_resource_event", "qrm_storage_drivers",
-    "qrm_virtualization_drivers",
+    "qrm_monitor", "qrm_plugin_action", "qrm_plugin_info", "qrm_resource_event",
+    "qrm_storage_drivers", "qrm_virtualization_drivers",
 ]

@@ -85,3 +85,12 @@ def qrm_resource_event(request: Any, resource: Any, action: str) -> None:
     elif action == "remove" and row is not None:
         db.delete(row)
         db.flush()
+
+
+@hookimpl
+def qrm_monitor(request: Any) -> None:
+    """Ask each KVM host's libvirt whether it answers, and with what capacity
+    (``plugins.kvm.monitor``)."""
+    from plugins.kvm.monitor import run_monitor
+
+    run_monitor(request)

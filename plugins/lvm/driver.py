@@ -324,7 +324,7 @@ class LvmStorageDriver:
         """How a machine mounts the image: ``lvm-nfs`` → ``root=nfs`` with
         ``nfsroot=<server>:<export_root>/<vg>/<lv>``; ``lvm-iscsi`` → ``root=iscsi`` with the
         target, portal, LUN, initiator prefix and filesystem type. Reads settings only."""
-        config = config_for(self.settings, storage)
+        config = config_for(self.settings, self.with_row(storage))
         lv = self._lv_of(config, root_device)
         wanted = DEPLOYMENT_EXPORTS.get(deployment_type)
         if wanted is None:
@@ -349,10 +349,26 @@ class LvmStorageDriver:
         if storage.storage_type != self.storage_type:
             raise DriverError(f"storage {storage.name} is of type {storage.storage_type}, "
                               f"not {self.storage_type}")
-        config = config_for(self.settings, storage)
+        config = config_for(self.settings, self.with_row(storage))
         return config, Remote(storage_name=storage.name, target=self._target(storage, config),
                               pool=self._the_pool(), sudo=config.sudo,
                               timeout=config.command_timeout)
+
+    def with_row(self, storage: StorageRef) -> StorageRef:
+        """``storage`` with the settings of its ``lvm_storage`` row under its own (read in a
+        transaction of the driver's own), unless its settings name the volume group already
+        or there is no database."""
+        registry = self.registry
+        if (storage.settings or {}).get("volume_group") or registry is None or not hasattr(
+                registry, "get") or "dbsession_factory" not in registry:
+            return storage
+        from engine.scheduler.runner import run_in_transaction
+        from plugins.lvm.settings import storage_values
+
+        values = run_in_transaction(registry, storage_values, storage_id=storage.id)
+        if not values:
+            return storage
+        return dataclasses.replace(storage, settings={**values, **(storage.settings or {})})
 
     def _the_pool(self) -> Any:
         if self._pool is None:
