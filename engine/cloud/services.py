@@ -516,6 +516,14 @@ class CloudRequestService:
             query = query.where(CloudRequest.status.in_(list(statuses)))
         return list(self.db.scalars(query))
 
+    def list_ids(self, *, actor: Actor, cloud_user: str | None = None) -> list[int]:
+        """Ids of the requests ``list`` returns, newest first: one column, no rows loaded."""
+        query = select(CloudRequest.id).order_by(CloudRequest.id.desc())
+        if actor.is_cloud_user or cloud_user:
+            user = self.users.resolve(cloud_user, actor=actor)
+            query = query.where(CloudRequest.user_id == user.id)
+        return self.db.connection().execute(query).scalars().all()
+
     def count_by_status(self) -> dict[RequestStatus, int]:
         """How many requests have each status (statuses without any are left out)."""
         return dict(self.db.execute(select(CloudRequest.status, func.count(CloudRequest.id))
