@@ -17,10 +17,11 @@ import uuid
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.orm.util import identity_key
+from zope.sqlalchemy import mark_changed
 
 from billing.models import LedgerEntry
 from billing.prices import PriceService
@@ -424,11 +425,13 @@ class BillingService:
         charged_users = sorted({entry["user_id"] for entry in entries})
         try:
             with db.begin_nested():
-                if entries:
-                    db.execute(insert(LedgerEntry), entries)
-                    db.execute(update(CloudUser), [
-                        {"id": user_id, "ccus": balances[user_id]}
-                        for user_id in charged_users])
+                if entries:  # core executemany: no ORM bookkeeping per row
+                    db.execute(LedgerEntry.__table__.insert(), entries)
+                    users = CloudUser.__table__
+                    db.execute(users.update().where(users.c.id == bindparam("b_id"))
+                               .values(ccus=bindparam("b_ccus")),
+                               [{"b_id": user_id, "b_ccus": balances[user_id]}
+                                for user_id in charged_users])
                 self._set_hours_charged(due)
         except IntegrityError:
             # a key committed concurrently (by a run that read before our locks): that one
@@ -495,8 +498,13 @@ class BillingService:
         return entries
 
     def _set_hours_charged(self, due: dict[int, int]) -> None:
-        self.db.execute(update(CloudAppliance), [
-            {"id": appliance_id, "hours_charged": hours} for appliance_id, hours in due.items()])
+        # core statements: the transaction manager must be told the session wrote
+        mark_changed(self.db)
+        appliances = CloudAppliance.__table__
+        self.db.execute(appliances.update().where(appliances.c.id == bindparam("b_id"))
+                        .values(hours_charged=bindparam("b_hours")),
+                        [{"b_id": appliance_id, "b_hours": hours}
+                         for appliance_id, hours in due.items()])
         for appliance_id in due:
             cloud_appliance = self.db.identity_map.get(identity_key(CloudAppliance,
                                                                     appliance_id))
