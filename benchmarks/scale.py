@@ -266,6 +266,7 @@ def one_database(tag: str, url: str, meta: dict[str, Any], small: dict[str, Any]
     servers = Servers(url, meta, folder, timeout)
     try:
         value, ids, why = servers.timed("soap")
+        api_peak = servers.server.peak_rss_mb()
         show(ms(f"soap_getlist_{tag}", value, f"for {ids if ids is not None else '?':,} ids",
                 why))
         pages = first_pages(servers)
@@ -302,7 +303,8 @@ def one_database(tag: str, url: str, meta: dict[str, Any], small: dict[str, Any]
         servers.stop()
         rss = max(servers.peaks)
         show(Figure(f"server_rss_{tag}", rss, f"{rss:.0f} MB (qrm serve, peak"
-                    + (f" of {len(servers.peaks)} started)" if len(servers.peaks) > 1 else ")")))
+                    + (f" of {len(servers.peaks)} started" if len(servers.peaks) > 1 else "")
+                    + f"; {api_peak:.0f} MB before the console's lists)"))
     finally:
         servers.stop()
     return figures

@@ -108,6 +108,8 @@ class Batch:
 
     user_ids: list[int] = dataclasses.field(default_factory=list)
     appliance_ids: list[int] = dataclasses.field(default_factory=list)
+    #: appliance id -> (start, number) of the open run the query found
+    runs: dict[int, tuple[dt.datetime, int]] = dataclasses.field(default_factory=dict)
 
 
 class LedgerService:
@@ -367,23 +369,24 @@ class BillingService:
         one batch unless they alone are more than ``size``."""
         rows = self.db.execute(
             select(CloudAppliance.id, CloudRequest.user_id, CloudAppliance.active_since,
-                   CloudAppliance.hours_charged)
+                   CloudAppliance.run, CloudAppliance.hours_charged)
             .join(CloudRequest, CloudRequest.id == CloudAppliance.request_id)
             .where(CloudAppliance.active_since.is_not(None),
                    CloudAppliance.active_until.is_(None))
             .order_by(CloudRequest.user_id, CloudAppliance.id)).all()
-        by_user: dict[int, list[int]] = {}
-        for appliance_id, user_id, active_since, hours_charged in rows:
-            if due_hours(active_since, None, now) > hours_charged:
-                by_user.setdefault(user_id, []).append(appliance_id)
+        by_user: dict[int, list[Any]] = {}
+        for row in rows:
+            if due_hours(row.active_since, None, now) > row.hours_charged:
+                by_user.setdefault(row.user_id, []).append(row)
         batches: list[Batch] = []
         current = Batch()
-        for user_id, ids in by_user.items():
-            if current.appliance_ids and len(current.appliance_ids) + len(ids) > size:
+        for user_id, runs in by_user.items():
+            if current.appliance_ids and len(current.appliance_ids) + len(runs) > size:
                 batches.append(current)
                 current = Batch()
             current.user_ids.append(user_id)
-            current.appliance_ids.extend(ids)
+            current.appliance_ids.extend(row.id for row in runs)
+            current.runs.update((row.id, (row.active_since, row.run)) for row in runs)
             if len(current.appliance_ids) >= size:
                 batches.append(current)
                 current = Batch()
@@ -399,21 +402,25 @@ class BillingService:
         charged already (by anyone) is left out. Returns the number of hours charged."""
         db = self.db
         locks = supports_row_locks(db)
+        # re-read under the lock: a run that closed meanwhile was charged in full when it
+        # closed, one that started meanwhile (a new run number) is the next run's
         query = (select(CloudAppliance.id, CloudAppliance.request_id, CloudAppliance.name,
-                        CloudAppliance.active_since, CloudAppliance.active_until,
-                        CloudAppliance.run, CloudAppliance.hours_charged)
+                        CloudAppliance.run, CloudAppliance.hours_charged,
+                        CloudAppliance.active_until.is_(None).label("open"))
                  .where(CloudAppliance.id.in_(batch.appliance_ids))
                  .order_by(CloudAppliance.id))
-        appliances = db.execute(query.with_for_update() if locks else query).all()
+        rows = db.execute(query.with_for_update() if locks else query).all()
         query = (select(CloudUser.id, CloudUser.ccus)
                  .where(CloudUser.id.in_(batch.user_ids)).order_by(CloudUser.id))
         balances = {user_id: quantize_ccus(ccus) for user_id, ccus in db.execute(
             query.with_for_update() if locks else query)}
-        due = {row.id: due_hours(row.active_since, row.active_until, now)
-               for row in appliances if row.active_since is not None}
-        appliances = [row for row in appliances
-                      if row.id in due and due[row.id] > row.hours_charged]
-        due = {row.id: due[row.id] for row in appliances}
+        appliances, due = [], {}
+        for row in rows:
+            since, run = batch.runs[row.id]
+            hours = due_hours(since, None, now)
+            if row.open and row.run == run and hours > row.hours_charged:
+                appliances.append((row, since))
+                due[row.id] = hours
         if not due:
             return 0
         if not self.config["cloud_billing_enabled"]:
@@ -452,16 +459,16 @@ class BillingService:
         requests = {row.id: row for row in db.execute(
             select(CloudRequest.id, CloudRequest.user_id, CloudRequest.price_per_hour,
                    CloudRequest.price_breakdown)
-            .where(CloudRequest.id.in_({row.request_id for row in appliances})))}
+            .where(CloudRequest.id.in_({row.request_id for row, _since in appliances})))}
         hook = self.plugins.hook.qrm_billing_charge
         # a plugin may replace any hour's price: it gets the appliance's row
         hooked = {ca.id: ca for ca in db.scalars(select(CloudAppliance).where(
             CloudAppliance.id.in_(list(due))))} if hook.get_hookimpls() else None
         movements = []
-        for row in appliances:
+        for row, since in appliances:
             cloud_request = requests[row.request_id]
             for hour in range(row.hours_charged, due[row.id]):
-                period_start = row.active_since + hour * HOUR
+                period_start = since + hour * HOUR
                 components = list(cloud_request.price_breakdown or [])
                 replaced = None if hooked is None else hook(
                     request=self.request, cloud_appliance=hooked[row.id],
