@@ -24,6 +24,11 @@ Figures (goals for 2 cores), each printed against its goal; exit 1 when one is m
 * ``peak_memory``: how much the process's peak resident memory grew during the throughput
   run (``ru_maxrss`` minus the resident memory before it); ≤ 200 MB.
 
+Then the figures at scale (``benchmarks/scale.py``: billing, ``CloudRequestGetList``, the
+console's first pages and their flatness, ``cloud.sweep`` and the server's memory on the data set
+of ``benchmarks/dataset.py``, on SQLite and PostgreSQL). ``--quick`` is a smoke run, ``--only``
+runs one half, ``--dataset`` only builds the data set.
+
 ``QRM_BENCH_DATABASE_URL`` runs the one-process figures against another database (rebuilt from
 scratch: every table is dropped) instead of a temporary SQLite file. ``--profile`` profiles
 the throughput run (``--drive loop``, in this thread) and prints the top 15 functions by
