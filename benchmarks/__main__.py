@@ -435,6 +435,8 @@ def arguments() -> argparse.ArgumentParser:
                         "resources a tenth, users a hundredth)")
     parser.add_argument("--scale-timeout", type=float, default=120.0,
                         help="cut a call at scale off after this many seconds")
+    parser.add_argument("--no-postgresql", action="store_true",
+                        help="the figures at scale on SQLite only")
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: 100 throughput requests, 2,000 at scale")
     parser.add_argument("--dataset", action="store_true",
@@ -521,7 +523,7 @@ def run_scale(args: Any, figures: list[Figure]) -> int:
 
     with tempfile.TemporaryDirectory() as folder:
         figures += run(pathlib.Path(folder), Size.scaled(args.scale_requests),
-                       timeout=args.scale_timeout)
+                       timeout=args.scale_timeout, postgresql=not args.no_postgresql)
     return 1 if any(not figure.ok for figure in figures) else 0
 
 

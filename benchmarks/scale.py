@@ -329,8 +329,9 @@ def run(folder: pathlib.Path, size: Size, *, timeout: float = 120.0,
     print(f"# SQLite: {describe_dataset(meta)}", flush=True)
     figures += one_database("sqlite", f"sqlite:///{sqlite_path}", meta, small,
                             folder=folder / "sqlite", timeout=timeout)
-    pg_url, skipped = postgresql_url(os.environ.get("QRM_BENCH_SCALE_POSTGRESQL_URL"))
-    if not postgresql or not pg_url:
+    pg_url, skipped = postgresql_url(os.environ.get("QRM_BENCH_SCALE_POSTGRESQL_URL")) \
+        if postgresql else (None, "")
+    if not pg_url:
         print(f"# PostgreSQL: skipped: {skipped or 'not asked for'}", flush=True)
         return figures
     # the small data set first, in the same database, then the full one over it
