@@ -24,6 +24,11 @@ Figures (goals for 2 cores), each printed against its goal; exit 1 when one is m
 * ``peak_memory``: how much the process's peak resident memory grew during the throughput
   run (``ru_maxrss`` minus the resident memory before it); ≤ 200 MB.
 
+Then the figures at scale (``benchmarks/scale.py``: billing, ``CloudRequestGetList``, the
+console's first pages and their flatness, ``cloud.sweep`` and the server's memory on the data set
+of ``benchmarks/dataset.py``, on SQLite and PostgreSQL). ``--quick`` is a smoke run, ``--only``
+runs one half, ``--dataset`` only builds the data set.
+
 ``QRM_BENCH_DATABASE_URL`` runs the one-process figures against another database (rebuilt from
 scratch: every table is dropped) instead of a temporary SQLite file. ``--profile`` profiles
 the throughput run (``--drive loop``, in this thread) and prints the top 15 functions by
@@ -332,8 +337,8 @@ def charge(registry: Any) -> Figure:
 
 
 # -- web + separate scheduler on PostgreSQL ----------------------------------------------------
-def postgresql_url() -> tuple[str | None, str]:
-    url = os.environ.get("QRM_BENCH_POSTGRESQL_URL") or DEFAULT_POSTGRESQL_URL
+def postgresql_url(url: str | None = None) -> tuple[str | None, str]:
+    url = url or os.environ.get("QRM_BENCH_POSTGRESQL_URL") or DEFAULT_POSTGRESQL_URL
     if not url.startswith("postgresql"):
         return None, f"QRM_BENCH_POSTGRESQL_URL is not PostgreSQL ({describe(url)})"
     engine = get_engine({"sqlalchemy.url": url})
@@ -409,9 +414,7 @@ def current_rss_mb() -> float:
 
 
 # -- main --------------------------------------------------------------------------------------
-def main(argv: list[str] | None = None) -> int:
-    from engine.scheduler.service import start_scheduler
-
+def arguments() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split(
         "\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--drive", choices=("scheduler", "loop"), default="scheduler",
@@ -424,7 +427,36 @@ def main(argv: list[str] | None = None) -> int:
                         help="requests of the throughput run (default: %(default)s)")
     parser.add_argument("--profile", action="store_true",
                         help="profile the throughput run (implies --drive loop)")
-    args = parser.parse_args(argv)
+    parser.add_argument("--only", choices=("all", "engine", "scale"), default="all",
+                        help="the engine's figures (latency, throughput, charge, API), the "
+                        "figures at scale (benchmarks/scale.py), or both (default)")
+    parser.add_argument("--scale-requests", type=int, default=100_000,
+                        help="requests of the data set at scale (default: %(default)s; "
+                        "resources a tenth, users a hundredth)")
+    parser.add_argument("--scale-timeout", type=float, default=120.0,
+                        help="cut a call at scale off after this many seconds")
+    parser.add_argument("--no-postgresql", action="store_true",
+                        help="the figures at scale on SQLite only")
+    parser.add_argument("--quick", action="store_true",
+                        help="a smoke run: 100 throughput requests, 2,000 at scale")
+    parser.add_argument("--dataset", action="store_true",
+                        help="only build the data set at scale (SQLite, cached; or into "
+                        "--dataset-url) and print its counts")
+    parser.add_argument("--dataset-url", help="the database --dataset builds into (emptied)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from engine.scheduler.service import start_scheduler
+
+    args = arguments().parse_args(argv)
+    if args.quick:
+        args.requests, args.scale_requests = min(args.requests, 100), 2000
+    if args.dataset:
+        return build_dataset(args)
+    scale_figures: list[Figure] = []
+    if args.only == "scale":
+        return run_scale(args, scale_figures)
     logging.getLogger("apscheduler").setLevel(logging.ERROR)  # "skipped: already running"
     drive = "loop" if args.profile else args.drive
     figures: list[Figure] = []
@@ -479,7 +511,42 @@ def main(argv: list[str] | None = None) -> int:
                           f"{peak - before:.1f} MB (process peak RSS {peak:.1f} MB)"))
     print(figures[-1].line(), flush=True)
     figures += api_figures
+    if args.only == "all":
+        run_scale(args, scale_figures)
+    figures += scale_figures
     return 1 if any(not figure.ok for figure in figures) else 0
+
+
+def run_scale(args: Any, figures: list[Figure]) -> int:
+    from benchmarks.dataset import Size
+    from benchmarks.scale import run
+
+    with tempfile.TemporaryDirectory() as folder:
+        figures += run(pathlib.Path(folder), Size.scaled(args.scale_requests),
+                       timeout=args.scale_timeout, postgresql=not args.no_postgresql)
+    return 1 if any(not figure.ok for figure in figures) else 0
+
+
+def build_dataset(args: Any) -> int:
+    from benchmarks.dataset import Size, build, sqlite_dataset
+
+    size = Size.scaled(args.scale_requests)
+    started = time.perf_counter()
+    if args.dataset_url:
+        with tempfile.TemporaryDirectory() as folder:
+            meta = build(args.dataset_url, size, state=pathlib.Path(folder) / "sim.sqlite")
+        print(f"built into {describe(args.dataset_url)}")
+    else:
+        with tempfile.TemporaryDirectory() as folder:
+            meta = sqlite_dataset(size, pathlib.Path(folder) / "dataset.sqlite")
+    print(f"data set ({time.perf_counter() - started:.1f} s): {describe_counts(meta)}")
+    return 0
+
+
+def describe_counts(meta: dict[str, Any]) -> str:
+    from benchmarks.dataset import describe
+
+    return describe(meta)
 
 
 if __name__ == "__main__":

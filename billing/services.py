@@ -17,9 +17,11 @@ import uuid
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.util import identity_key
+from zope.sqlalchemy import mark_changed
 
 from billing.models import LedgerEntry
 from billing.prices import PriceService
@@ -46,6 +48,10 @@ log = logging.getLogger(__name__)
 
 HOUR = dt.timedelta(hours=1)
 BILLING_ACTOR = Actor.system("billing")
+#: appliances charged in one transaction of the ``billing.charge`` job
+BATCH_SIZE = 1000
+#: idempotency keys looked up per query
+KEY_CHUNK = 500
 
 
 def due_hours(active_since: dt.datetime, active_until: dt.datetime | None,
@@ -73,6 +79,37 @@ class Movement:
     request_id: int | None = None
     cloud_appliance_id: int | None = None
     period_start: dt.datetime | None = None
+
+
+def hour_movement(*, appliance_id: int, name: str, run: int, hour: int,
+                  period_start: dt.datetime, request_id: int, price_per_hour: Decimal,
+                  components: list[dict], replaced: Any, actor: Actor) -> Movement:
+    """The charge of hour ``hour`` of run ``run`` of an appliance: the request's price per
+    hour, or what a plugin's ``qrm_billing_charge`` replaced it with."""
+    amount = (quantize_ccus(Decimal(str(replaced))) if replaced is not None
+              else quantize_ccus(price_per_hour))
+    detail = ", ".join(f"{c['label']} {c['price']}" for c in components
+                       if Decimal(c["price"]))
+    return Movement(
+        key=f"charge:appliance:{appliance_id}:run:{run}:hour:{hour}",
+        amount=-amount,
+        reason="Cloud Billing",
+        comment=f"{plain(amount)} CCUs for appliance {name} (request "
+        f"{request_id}), hour from {period_start:%Y-%m-%d %H:%M} UTC"
+        + (f": {detail}" if detail and replaced is None else ""),
+        actor=actor, request_id=request_id, cloud_appliance_id=appliance_id,
+        period_start=period_start)
+
+
+@dataclasses.dataclass
+class Batch:
+    """Appliances charged together, and their users (each appears in one batch only,
+    unless its appliances alone fill more than one)."""
+
+    user_ids: list[int] = dataclasses.field(default_factory=list)
+    appliance_ids: list[int] = dataclasses.field(default_factory=list)
+    #: appliance id -> (start, number) of the open run the query found
+    runs: dict[int, tuple[dt.datetime, int]] = dataclasses.field(default_factory=dict)
 
 
 class LedgerService:
@@ -303,26 +340,18 @@ class BillingService:
         replaced = self.plugins.hook.qrm_billing_charge(
             request=self.request, cloud_appliance=cloud_appliance, period_start=period_start,
             components=components)
-        amount = (quantize_ccus(Decimal(str(replaced))) if replaced is not None
-                  else quantize_ccus(cloud_request.price_per_hour))
-        detail = ", ".join(f"{c['label']} {c['price']}" for c in components
-                           if Decimal(c["price"]))
-        return Movement(
-            key=f"charge:appliance:{cloud_appliance.id}:run:{cloud_appliance.run}:hour:{hour}",
-            amount=-amount,
-            reason="Cloud Billing",
-            comment=f"{plain(amount)} CCUs for appliance {cloud_appliance.name} (request "
-            f"{cloud_request.id}), hour from {period_start:%Y-%m-%d %H:%M} UTC"
-            + (f": {detail}" if detail and replaced is None else ""),
-            actor=actor, request_id=cloud_request.id, cloud_appliance_id=cloud_appliance.id,
-            period_start=period_start)
+        return hour_movement(
+            appliance_id=cloud_appliance.id, name=cloud_appliance.name,
+            run=cloud_appliance.run, hour=hour, period_start=period_start,
+            request_id=cloud_request.id, price_per_hour=cloud_request.price_per_hour,
+            components=components, replaced=replaced, actor=actor)
 
     def charge_due_hours(self, *, now: dt.datetime | None = None) -> int:
-        """Charge what is due for every appliance that ran; deprovision requests whose owner
-        has no credit left. Returns the number of hours charged."""
+        """Charge what is due for every appliance that runs, batch after batch in this
+        transaction; deprovision requests whose owner has no credit left. Returns the
+        number of hours charged."""
         now = now or utcnow()
-        charged = sum(self.charge_appliance(self.db.get(CloudAppliance, appliance_id), now=now)
-                      for appliance_id in self.running_appliance_ids())
+        charged = sum(self.charge_batch(batch, now=now) for batch in self.due_batches(now))
         self.deprovision_exhausted()
         return charged
 
@@ -333,6 +362,161 @@ class BillingService:
             select(CloudAppliance.id).where(CloudAppliance.active_since.is_not(None),
                                             CloudAppliance.active_until.is_(None))
             .order_by(CloudAppliance.id)))
+
+    def due_batches(self, now: dt.datetime, *, size: int = BATCH_SIZE) -> list[Batch]:
+        """Every open run with an hour due by ``now`` (started, not yet charged), found by
+        one query, in batches of about ``size`` appliances: a user's appliances stay in
+        one batch unless they alone are more than ``size``."""
+        rows = self.db.execute(
+            select(CloudAppliance.id, CloudRequest.user_id, CloudAppliance.active_since,
+                   CloudAppliance.run, CloudAppliance.hours_charged)
+            .join(CloudRequest, CloudRequest.id == CloudAppliance.request_id)
+            .where(CloudAppliance.active_since.is_not(None),
+                   CloudAppliance.active_until.is_(None))
+            .order_by(CloudRequest.user_id, CloudAppliance.id)).all()
+        by_user: dict[int, list[Any]] = {}
+        for row in rows:
+            if due_hours(row.active_since, None, now) > row.hours_charged:
+                by_user.setdefault(row.user_id, []).append(row)
+        batches: list[Batch] = []
+        current = Batch()
+        for user_id, runs in by_user.items():
+            if current.appliance_ids and len(current.appliance_ids) + len(runs) > size:
+                batches.append(current)
+                current = Batch()
+            current.user_ids.append(user_id)
+            current.appliance_ids.extend(row.id for row in runs)
+            current.runs.update((row.id, (row.active_since, row.run)) for row in runs)
+            if len(current.appliance_ids) >= size:
+                batches.append(current)
+                current = Batch()
+        if current.appliance_ids:
+            batches.append(current)
+        return batches
+
+    def charge_batch(self, batch: Batch, *, now: dt.datetime,
+                     actor: Actor = BILLING_ACTOR) -> int:
+        """Charge every due hour of the batch's appliances, in this transaction: their rows
+        and their users' rows locked (one lock each, in id order), the ledger rows inserted
+        together, each balance updated once. The same keys as ``charge_appliance``: an hour
+        charged already (by anyone) is left out. Returns the number of hours charged."""
+        db = self.db
+        locks = supports_row_locks(db)
+        # re-read under the lock: a run that closed meanwhile was charged in full when it
+        # closed, one that started meanwhile (a new run number) is the next run's
+        query = (select(CloudAppliance.id, CloudAppliance.request_id, CloudAppliance.name,
+                        CloudAppliance.run, CloudAppliance.hours_charged,
+                        CloudAppliance.active_until.is_(None).label("open"))
+                 .where(CloudAppliance.id.in_(batch.appliance_ids))
+                 .order_by(CloudAppliance.id))
+        rows = db.execute(query.with_for_update() if locks else query).all()
+        query = (select(CloudUser.id, CloudUser.ccus)
+                 .where(CloudUser.id.in_(batch.user_ids)).order_by(CloudUser.id))
+        balances = {user_id: quantize_ccus(ccus) for user_id, ccus in db.execute(
+            query.with_for_update() if locks else query)}
+        appliances, due = [], {}
+        for row in rows:
+            since, run = batch.runs[row.id]
+            hours = due_hours(since, None, now)
+            if row.open and row.run == run and hours > row.hours_charged:
+                appliances.append((row, since))
+                due[row.id] = hours
+        if not due:
+            return 0
+        if not self.config["cloud_billing_enabled"]:
+            # hours that run while billing is off are free, also after it is on again
+            self._set_hours_charged(due)
+            return 0
+        movements = self._batch_movements(appliances, due, actor=actor)
+        entries = self._new_entries(movements, balances)
+        charged_users = sorted({entry["user_id"] for entry in entries})
+        try:
+            with db.begin_nested():
+                if entries:  # core executemany: no ORM bookkeeping per row
+                    db.execute(LedgerEntry.__table__.insert(), entries)
+                    users = CloudUser.__table__
+                    db.execute(users.update().where(users.c.id == bindparam("b_id"))
+                               .values(ccus=bindparam("b_ccus")),
+                               [{"b_id": user_id, "b_ccus": balances[user_id]}
+                                for user_id in charged_users])
+                self._set_hours_charged(due)
+        except IntegrityError:
+            # a key committed concurrently (by a run that read before our locks): that one
+            # counts; the batch is charged appliance by appliance, each key on its own
+            log.info("a charge of the batch exists already; charging it one by one")
+            return sum(self.charge_appliance(db.get(CloudAppliance, appliance_id), now=now,
+                                             actor=actor) for appliance_id in due)
+        for user_id in charged_users:
+            user = db.identity_map.get(identity_key(CloudUser, user_id))
+            if user is not None:
+                db.expire(user, ["ccus"])
+        return len(entries)
+
+    def _batch_movements(self, appliances: list[Any], due: dict[int, int], *,
+                         actor: Actor) -> list[tuple[int, Movement]]:
+        """(user id, movement) of every due hour, in appliance and hour order."""
+        db = self.db
+        requests = {row.id: row for row in db.execute(
+            select(CloudRequest.id, CloudRequest.user_id, CloudRequest.price_per_hour,
+                   CloudRequest.price_breakdown)
+            .where(CloudRequest.id.in_({row.request_id for row, _since in appliances})))}
+        hook = self.plugins.hook.qrm_billing_charge
+        # a plugin may replace any hour's price: it gets the appliance's row
+        hooked = {ca.id: ca for ca in db.scalars(select(CloudAppliance).where(
+            CloudAppliance.id.in_(list(due))))} if hook.get_hookimpls() else None
+        movements = []
+        for row, since in appliances:
+            cloud_request = requests[row.request_id]
+            for hour in range(row.hours_charged, due[row.id]):
+                period_start = since + hour * HOUR
+                components = list(cloud_request.price_breakdown or [])
+                replaced = None if hooked is None else hook(
+                    request=self.request, cloud_appliance=hooked[row.id],
+                    period_start=period_start, components=components)
+                movements.append((cloud_request.user_id, hour_movement(
+                    appliance_id=row.id, name=row.name, run=row.run, hour=hour,
+                    period_start=period_start, request_id=cloud_request.id,
+                    price_per_hour=cloud_request.price_per_hour, components=components,
+                    replaced=replaced, actor=actor)))
+        return movements
+
+    def _new_entries(self, movements: list[tuple[int, Movement]],
+                     balances: dict[int, Decimal]) -> list[dict[str, Any]]:
+        """The ledger rows of the movements not posted yet; ``balances`` moves with them."""
+        existing: set[str] = set()
+        keys = [movement.key for _user_id, movement in movements]
+        for start in range(0, len(keys), KEY_CHUNK):
+            existing.update(self.db.scalars(select(LedgerEntry.idempotency_key).where(
+                LedgerEntry.idempotency_key.in_(keys[start:start + KEY_CHUNK]))))
+        time = utcnow()
+        entries = []
+        for user_id, movement in movements:
+            if movement.key in existing:
+                continue
+            amount = quantize_ccus(movement.amount)
+            balances[user_id] = quantize_ccus(balances[user_id] + amount)
+            entries.append({
+                "idempotency_key": movement.key, "user_id": user_id,
+                "request_id": movement.request_id,
+                "cloud_appliance_id": movement.cloud_appliance_id, "time": time,
+                "period_start": movement.period_start, "amount": amount,
+                "balance_after": balances[user_id], "reason": movement.reason,
+                "comment": movement.comment, "actor": movement.actor.label})
+        return entries
+
+    def _set_hours_charged(self, due: dict[int, int]) -> None:
+        # core statements: the transaction manager must be told the session wrote
+        mark_changed(self.db)
+        appliances = CloudAppliance.__table__
+        self.db.execute(appliances.update().where(appliances.c.id == bindparam("b_id"))
+                        .values(hours_charged=bindparam("b_hours")),
+                        [{"b_id": appliance_id, "b_hours": hours}
+                         for appliance_id, hours in due.items()])
+        for appliance_id in due:
+            cloud_appliance = self.db.identity_map.get(identity_key(CloudAppliance,
+                                                                    appliance_id))
+            if cloud_appliance is not None:
+                self.db.expire(cloud_appliance, ["hours_charged"])
 
     def deprovision_exhausted(self) -> list[CloudRequest]:
         """Active requests of users whose balance is at or below zero are deprovisioned."""
@@ -355,25 +539,40 @@ class BillingService:
 
 
 def charge_job(request: Any) -> int:
-    """``billing.charge``: charge every due hour (late ones too), each appliance in its own
-    transaction (a failure stays with its appliance; no user row stays locked for the whole
-    run); then deprovision requests whose owner has no credit left."""
-    from engine.scheduler.runner import run_in_transaction
+    """``billing.charge``: charge every due hour (late ones too), batch by batch, each batch
+    in its own transaction (a failed batch is charged again appliance by appliance, so a
+    failure stays with its appliance; no user row stays locked for the whole run); then
+    deprovision requests whose owner has no credit left. Returns the hours charged."""
+    from engine.scheduler.runner import transactions
 
-    registry = request.registry  # this job's own request never touches the database
     now = utcnow()
-    ids = run_in_transaction(registry, lambda r: r.find_service(
-        BillingService).running_appliance_ids())
     charged = 0
-    for appliance_id in ids:
+    # this job's own request never touches the database; the run's transactions share one
+    with transactions(request.registry) as run:
+        batches = run(lambda r: r.find_service(BillingService).due_batches(now))
+        for batch in batches:
+            try:
+                charged += run(_charge_batch, batch=batch, now=now)
+            except Exception:
+                log.exception("charging a batch of %s appliances failed; charging them one "
+                              "by one", len(batch.appliance_ids))
+                charged += _charge_one_by_one(run, batch.appliance_ids, now)
+        run(lambda r: r.find_service(BillingService).deprovision_exhausted())
+    return charged
+
+
+def _charge_batch(request: Any, batch: Batch, now: dt.datetime) -> int:
+    return request.find_service(BillingService).charge_batch(batch, now=now)
+
+
+def _charge_one_by_one(run: Any, appliance_ids: list[int], now: dt.datetime) -> int:
+    charged = 0
+    for appliance_id in appliance_ids:
         try:
-            charged += run_in_transaction(registry, _charge_one, appliance_id=appliance_id,
-                                          now=now)
+            charged += run(_charge_one, appliance_id=appliance_id, now=now)
         except Exception:
             log.exception("charging appliance %s failed; it is charged at the next run",
                           appliance_id)
-    run_in_transaction(registry, lambda r: r.find_service(
-        BillingService).deprovision_exhausted())
     return charged
 
 

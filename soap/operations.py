@@ -210,7 +210,7 @@ def user_get_transactions(request: Any, actor: Actor, *, cloud_user: str | None,
 
 def request_get_list(request: Any, actor: Actor, *, cloud_user: str | None) -> list[int]:
     """Ids of the cloud requests, newest first."""
-    return [cr.id for cr in _requests(request).list(actor=actor, cloud_user=cloud_user or None)]
+    return _requests(request).list_ids(actor=actor, cloud_user=cloud_user or None)
 
 
 def request_get_details(request: Any, actor: Actor, *, request_id: Any) -> dict[str, Any]:

@@ -4,6 +4,7 @@ done). Every face calls these; every rule lives here."""
 from __future__ import annotations
 
 import datetime as dt
+import gc
 from collections.abc import Iterable
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -515,6 +516,22 @@ class CloudRequestService:
         if statuses is not None:
             query = query.where(CloudRequest.status.in_(list(statuses)))
         return list(self.db.scalars(query))
+
+    def list_ids(self, *, actor: Actor, cloud_user: str | None = None) -> list[int]:
+        """Ids of the requests ``list`` returns, newest first: one column, no rows loaded."""
+        query = select(CloudRequest.id).order_by(CloudRequest.id.desc())
+        if actor.is_cloud_user or cloud_user:
+            user = self.users.resolve(cloud_user, actor=actor)
+            query = query.where(CloudRequest.user_id == user.id)
+        # 100,000 rows make 100,000 short-lived tuples and no cycles: collecting the
+        # process's whole heap for them (several times) would cost more than the query
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            return self.db.connection().execute(query).scalars().all()
+        finally:
+            if collecting:
+                gc.enable()
 
     def count_by_status(self) -> dict[RequestStatus, int]:
         """How many requests have each status (statuses without any are left out)."""
