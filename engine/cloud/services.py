@@ -959,6 +959,14 @@ class CloudRequestService:
             query = query.where(CloudRequest.user_id == user.id)
         return list(self.db.scalars(query))
 
+    def appliance_ids(self, *, actor: Actor, cloud_user: str | None = None) -> list[int]:
+        """The ids of ``appliances()``, newest first: one single-column query."""
+        query = select(CloudAppliance.id).order_by(CloudAppliance.id.desc())
+        if actor.is_cloud_user or cloud_user:
+            user = self.users.resolve(cloud_user, actor=actor)
+            query = query.join(CloudRequest).where(CloudRequest.user_id == user.id)
+        return list(self.db.scalars(query))
+
     def comment_appliance(self, appliance_id: Any, comment: str, *, actor: Actor
                           ) -> CloudAppliance:
         cloud_appliance = self.appliance(appliance_id, actor=actor)
