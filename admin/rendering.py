@@ -18,7 +18,7 @@ from babel.dates import format_date, format_timedelta
 from babel.numbers import format_decimal
 
 from admin.i18n import DOMAIN, error_text, label
-from engine.i18n import LANGUAGES, format_ccus
+from engine.i18n import LANGUAGES, format_ccus, parsed_locale, time_format
 
 TEMPLATE_PACKAGE = "admin:templates/"
 FLASH_INFO = "admin.info"
@@ -41,19 +41,8 @@ class Formatter:
 
     def __init__(self, locale_name: str) -> None:
         self.locale_name = locale_name
-        self.locale = Locale.parse(locale_name)
-        # what babel's format_datetime(format="medium") looks up on every call (quotes
-        # dropped as it drops them)
-        self._datetime = self.locale.datetime_formats["medium"].replace("'", "")
-        self._date = self.locale.date_formats["medium"]
-        self._time = self.locale.time_formats["medium"]
-
-    def time(self, value: dt.datetime | None) -> str:
-        if value is None:
-            return "—"
-        value = value.astimezone(dt.UTC)
-        return self._datetime.replace("{1}", self._date.apply(value, self.locale)).replace(
-            "{0}", self._time.apply(value, self.locale))
+        self.locale = parsed_locale(locale_name)
+        self.time = time_format(locale_name)
 
     def age(self, value: dt.datetime | None, now: dt.datetime) -> str:
         """How long ago ``value`` was, in words of the locale (``3 minutes``)."""

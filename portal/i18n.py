@@ -7,14 +7,13 @@ import datetime as dt
 from decimal import Decimal
 from typing import Any
 
-from babel import Locale
 from babel.numbers import format_currency, format_decimal
 from pyramid.csrf import get_csrf_token
 from pyramid.i18n import TranslationString, TranslationStringFactory
 
 from engine.cloud.config import CloudConfigService
 from engine.cloud.models import CloudApplianceState, RequestStatus
-from engine.i18n import LANGUAGES, format_ccus, format_time
+from engine.i18n import LANGUAGES, format_ccus, format_time, parsed_locale
 
 DOMAIN = "portal"
 _ = TranslationStringFactory(DOMAIN)
@@ -69,11 +68,11 @@ def translate(request: Any, message: str | TranslationString, **mapping: Any) ->
 def format_money(request: Any, value: Decimal) -> str:
     currency = request.find_service(CloudConfigService)["cloud_currency"]
     return format_currency(value, CURRENCY_CODES.get(currency, "USD"),
-                           locale=Locale.parse(request.locale_name))
+                           locale=parsed_locale(request.locale_name))
 
 
 def format_number(request: Any, value: int | Decimal) -> str:
-    return format_decimal(value, locale=Locale.parse(request.locale_name))
+    return format_decimal(value, locale=parsed_locale(request.locale_name))
 
 
 def input_time(value: dt.datetime | None) -> str:

@@ -225,8 +225,7 @@ def request_extend(request: Any, actor: Actor, *, request_id: Any, stop: Any) ->
 
 def appliance_get_list(request: Any, actor: Actor, *, cloud_user: str | None) -> list[int]:
     """Ids of the cloud appliances, newest first."""
-    appliances = _requests(request).appliances(actor=actor, cloud_user=cloud_user or None)
-    return [cloud_appliance.id for cloud_appliance in appliances]
+    return _requests(request).appliance_ids(actor=actor, cloud_user=cloud_user or None)
 
 
 def appliance_get_details(request: Any, actor: Actor, *, appliance_id: Any) -> dict[str, Any]:

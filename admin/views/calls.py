@@ -10,7 +10,9 @@ from pyramid.view import view_config
 from admin.i18n import _, translate
 from admin.rendering import flash, template
 from admin.views import acting_admin, matched_id, redirect, refuse_with_flash
+from admin.views.paging import ListAddress, choice, fetch, list_values, page_size
 from engine.datacenter.calls import CallService
+from engine.datacenter.models import CallState
 from engine.errors import QrmError
 from engine.permissions import Permissions
 
@@ -18,7 +20,13 @@ from engine.permissions import Permissions
 @view_config(route_name="admin.calls", request_method="GET", renderer=template("calls"),
              permission=Permissions.ADMIN_VIEW)
 def call_list(request: Any) -> dict[str, Any]:
-    return {"calls": request.find_service(CallService).listing()}
+    """Newest first, a page at a time, filtered by state (each with its count)."""
+    service = request.find_service(CallService)
+    state, size = choice(request, "state", CallState), page_size(request)
+    page = fetch(request, lambda **keys: service.page(state=state, **keys), size)
+    address = ListAddress(request, "admin.calls", {"state": state, "size": size})
+    return {**list_values(request, page, address, size), "state": state,
+            "states": list(CallState), "counts": service.counts()}
 
 
 @view_config(route_name="admin.calls.retry", request_method="POST",

@@ -5,36 +5,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyramid.httpexceptions import HTTPBadRequest, HTTPSeeOther
+from pyramid.httpexceptions import HTTPSeeOther
 from pyramid.view import view_config
 
 from admin.i18n import _, translate
 from admin.rendering import flash, template
 from admin.views import acting_admin, matched_id, redirect, refuse_with_flash
+from admin.views.paging import ListAddress, choice, fetch, list_values, page_size
 from engine.commands.models import CommandState
 from engine.commands.services import CommandService
 from engine.errors import QrmError
 from engine.events.services import EventService
 from engine.permissions import Permissions
 
-PAGE_SIZE = 200
-
-
-def _state_filter(value: str | None) -> CommandState | None:
-    if not value:
-        return None
-    try:
-        return CommandState(value)
-    except ValueError:
-        raise HTTPBadRequest() from None
-
 
 @view_config(route_name="admin.commands", request_method="GET", renderer=template("commands"),
              permission=Permissions.ADMIN_VIEW)
 def command_list(request: Any) -> dict[str, Any]:
-    state = _state_filter(request.GET.get("state"))
+    """Newest first, a page at a time, filtered by state (each with its count)."""
     service = request.find_service(CommandService)
-    return {"commands": service.list(state=state, limit=PAGE_SIZE), "state": state,
+    state, size = choice(request, "state", CommandState), page_size(request)
+    page = fetch(request, lambda **keys: service.page(state=state, **keys), size)
+    address = ListAddress(request, "admin.commands", {"state": state, "size": size})
+    return {**list_values(request, page, address, size), "state": state,
             "states": list(CommandState), "counts": service.counts()}
 
 

@@ -4,18 +4,27 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyramid.httpexceptions import HTTPBadRequest, HTTPSeeOther
+from pyramid.httpexceptions import HTTPSeeOther
 from pyramid.view import view_config
 
 from admin.i18n import _, translate
 from admin.rendering import flash, template
 from admin.views import acting_admin, matched_id, redirect, refuse_with_flash
-from billing.services import LedgerService
+from admin.views.paging import (
+    ListAddress,
+    bad_address,
+    choice,
+    fetch,
+    ledger_table,
+    list_values,
+    page_size,
+)
 from engine.cloud.models import RequestStatus
 from engine.cloud.provisioning import ProvisioningService
 from engine.cloud.services import CloudRequestService
-from engine.errors import QrmError
+from engine.errors import NotFound, QrmError
 from engine.events.services import EventService
+from engine.i18n import translate_error
 from engine.permissions import Permissions
 
 DONE_MESSAGES = {
@@ -32,22 +41,24 @@ def _allowed_actions(request: Any) -> Any:
     return lambda cloud_request: service.allowed_actions(cloud_request, actor=actor)
 
 
-def _status_filter(value: str | None) -> RequestStatus | None:
-    if not value:
-        return None
-    try:
-        return RequestStatus(value)
-    except ValueError:
-        raise HTTPBadRequest() from None
-
-
 @view_config(route_name="admin.cloud.requests", request_method="GET",
              renderer=template("requests"), permission=Permissions.ADMIN_VIEW)
 def request_list(request: Any) -> dict[str, Any]:
-    status = _status_filter(request.GET.get("status"))
-    cloud_requests = request.find_service(CloudRequestService).list(
-        actor=acting_admin(request), statuses=[status] if status else None)
-    return {"cloud_requests": cloud_requests, "status": status, "statuses": list(RequestStatus),
+    """Newest first, a page at a time, filtered by status (each with its count) and by one
+    user's name."""
+    service, actor = request.find_service(CloudRequestService), acting_admin(request)
+    status = choice(request, "status", RequestStatus)
+    user, size = request.GET.get("user") or None, page_size(request)
+    try:
+        counts = service.status_counts(actor=actor, cloud_user=user)
+    except NotFound as error:
+        raise bad_address(request, "user", translate_error(request, error)) from None
+    page = fetch(request, lambda **keys: service.page(actor=actor, cloud_user=user,
+                                                      status=status, **keys), size)
+    address = ListAddress(request, "admin.cloud.requests",
+                          {"user": user, "status": status, "size": size})
+    return {**list_values(request, page, address, size), "status": status, "user": user,
+            "statuses": list(RequestStatus), "counts": counts,
             "allowed_actions": _allowed_actions(request)}
 
 
@@ -58,8 +69,8 @@ def request_detail(request: Any) -> dict[str, Any]:
         matched_id(request), actor=acting_admin(request))
     return {
         "cloud_request": cloud_request,
-        "ledger": request.find_service(LedgerService).transactions(
-            None, request_id=cloud_request.id, limit=1000),
+        **ledger_table(request, "admin.cloud.requests.detail", cloud_request.id,
+                  request_id=cloud_request.id),
         "events": request.find_service(EventService).recent(
             limit=25, object_type="cloud_request", object_id=cloud_request.id),
         "allowed_actions": _allowed_actions(request),

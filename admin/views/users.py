@@ -11,7 +11,8 @@ from pyramid.view import view_config
 from admin.i18n import _, error_text, label, translate
 from admin.rendering import flash, template
 from admin.views import acting_admin, form_errors, matched_id, parse_number, redirect
-from billing.services import BillingService, LedgerService
+from admin.views.paging import ListAddress, choice, fetch, ledger_table, list_values, page_size
+from billing.services import BillingService
 from engine.cloud.models import CloudUser, CloudUserStatus
 from engine.cloud.services import LIMIT_FIELDS, CloudRequestService, CloudUserService
 from engine.errors import QrmError
@@ -21,11 +22,19 @@ CREATE_FIELDS = ("cloud_user", "password", "email", "forename", "lastname", "str
                  "country", "phone", "language")
 CREDIT_FIELDS = ("amount", "reason", "comment")
 BALANCE_FIELDS = ("ccus", "comment")
+#: the newest requests a user's page shows (the request list, filtered, shows them all)
+USER_REQUESTS_SHOWN = 25
 
 
 def _user_list(request: Any, *, values: dict[str, str] | None = None,
                errors: dict[str, str] | None = None) -> dict[str, Any]:
-    return {"users": request.find_service(CloudUserService).all(),
+    """By name, a page at a time, filtered by status (each with its count)."""
+    service = request.find_service(CloudUserService)
+    status, size = choice(request, "status", CloudUserStatus), page_size(request)
+    page = fetch(request, lambda **keys: service.page(status=status, **keys), size)
+    address = ListAddress(request, "admin.cloud.users", {"status": status, "size": size})
+    return {**list_values(request, page, address, size), "status": status,
+            "statuses": list(CloudUserStatus), "counts": service.status_counts(),
             "values": values or {"language": request.locale_name}, "errors": errors or {}}
 
 
@@ -39,9 +48,9 @@ def _user_page(request: Any, user: CloudUser, **forms: Any) -> dict[str, Any]:
     return {
         "user": user, "usage": users.usage(user), "limit_fields": LIMIT_FIELDS,
         "limit_values": {field: getattr(user.limits, field) for field in LIMIT_FIELDS},
-        "ledger": request.find_service(LedgerService).transactions(user, limit=50),
-        "cloud_requests": request.find_service(CloudRequestService).list(
-            actor=acting_admin(request), cloud_user=user.name),
+        **ledger_table(request, "admin.cloud.users.detail", user.id, user_id=user.id),
+        "cloud_requests": request.find_service(CloudRequestService).page(
+            actor=acting_admin(request), cloud_user=user.name, size=USER_REQUESTS_SHOWN),
         "forms": forms,
     }
 

@@ -50,6 +50,7 @@ from engine.errors import (
 from engine.events.models import EventLevel
 from engine.events.services import EventService
 from engine.i18n import _
+from engine.paging import DEFAULT_SIZE, KeysetPager, Page
 from engine.scheduler.kick import kick_after_commit
 from engine.security import Actor, hash_password, verify_password
 from engine.types import plain
@@ -90,6 +91,11 @@ EXTENDABLE = frozenset({RequestStatus.NEW, RequestStatus.APPROVED, RequestStatus
 
 
 #: what a request's details show, loaded with the request in one go (no lazy load per field)
+#: the console's and the portal's request lists: newest first
+REQUEST_PAGER = KeysetPager(CloudRequest.id, descending=True)
+#: the console's user list: by name (unique)
+USER_PAGER = KeysetPager(CloudUser.name)
+
 REQUEST_DETAILS = (joinedload(CloudRequest.user), joinedload(CloudRequest.kernel),
                    joinedload(CloudRequest.image), joinedload(CloudRequest.virtualization_type),
                    selectinload(CloudRequest.appliances))
@@ -181,6 +187,21 @@ class CloudUserService:
         if not include_removed:
             query = query.where(CloudUser.password_hash != REMOVED_PASSWORD)
         return list(self.db.scalars(query))
+
+    def page(self, *, status: CloudUserStatus | None = None, after: str | None = None,
+             before: str | None = None, size: int = DEFAULT_SIZE) -> Page:
+        """One page of ``all()`` by name, of one status if given."""
+        query = select(CloudUser).where(CloudUser.password_hash != REMOVED_PASSWORD)
+        if status is not None:
+            query = query.where(CloudUser.status == status)
+        return USER_PAGER.page(self.db, query, after=after, before=before, size=size)
+
+    def status_counts(self) -> dict[CloudUserStatus, int]:
+        """How many users (not removed) have each status, one grouped query."""
+        return dict(self.db.execute(
+            select(CloudUser.status, func.count(CloudUser.id))
+            .where(CloudUser.password_hash != REMOVED_PASSWORD)
+            .group_by(CloudUser.status)).all())
 
     def authenticate(self, name: str, password: str) -> CloudUser:
         """The active cloud user with these credentials, or AuthenticationFailed."""
@@ -532,6 +553,31 @@ class CloudRequestService:
         finally:
             if collecting:
                 gc.enable()
+
+    def page(self, *, actor: Actor, cloud_user: str | None = None,
+             status: RequestStatus | None = None, after: str | None = None,
+             before: str | None = None, size: int = DEFAULT_SIZE) -> Page:
+        """One page of ``list()`` (newest first), with what a list row shows loaded in a
+        fixed number of queries: the user, type, image and appliances of the page's rows."""
+        query = select(CloudRequest).options(
+            selectinload(CloudRequest.user), selectinload(CloudRequest.appliances),
+            selectinload(CloudRequest.virtualization_type), selectinload(CloudRequest.image))
+        if actor.is_cloud_user or cloud_user:
+            user = self.users.resolve(cloud_user, actor=actor)
+            query = query.where(CloudRequest.user_id == user.id)
+        if status is not None:
+            query = query.where(CloudRequest.status == status)
+        return REQUEST_PAGER.page(self.db, query, after=after, before=before, size=size)
+
+    def status_counts(self, *, actor: Actor, cloud_user: str | None = None
+                      ) -> dict[RequestStatus, int]:
+        """``count_by_status`` of the requests ``page`` lists (one user's, if given or if
+        the actor is a cloud user): the filters' counts, one grouped query."""
+        query = select(CloudRequest.status, func.count(CloudRequest.id))
+        if actor.is_cloud_user or cloud_user:
+            user = self.users.resolve(cloud_user, actor=actor)
+            query = query.where(CloudRequest.user_id == user.id)
+        return dict(self.db.execute(query.group_by(CloudRequest.status)).all())
 
     def count_by_status(self) -> dict[RequestStatus, int]:
         """How many requests have each status (statuses without any are left out)."""
@@ -928,6 +974,14 @@ class CloudRequestService:
         if actor.is_cloud_user or cloud_user:
             user = self.users.resolve(cloud_user, actor=actor)
             query = query.where(CloudRequest.user_id == user.id)
+        return list(self.db.scalars(query))
+
+    def appliance_ids(self, *, actor: Actor, cloud_user: str | None = None) -> list[int]:
+        """The ids of ``appliances()``, newest first: one single-column query."""
+        query = select(CloudAppliance.id).order_by(CloudAppliance.id.desc())
+        if actor.is_cloud_user or cloud_user:
+            user = self.users.resolve(cloud_user, actor=actor)
+            query = query.join(CloudRequest).where(CloudRequest.user_id == user.id)
         return list(self.db.scalars(query))
 
     def comment_appliance(self, appliance_id: Any, comment: str, *, actor: Actor

@@ -22,7 +22,11 @@ from engine.errors import DriverError, InvalidState, NotFound, ValidationError
 from engine.events.models import EventLevel
 from engine.events.services import EventService
 from engine.i18n import _
+from engine.paging import DEFAULT_SIZE, KeysetPager, Page
 from engine.security import Actor
+
+#: the console's command queue: newest first
+COMMAND_PAGER = KeysetPager(Command.id, descending=True)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,6 +122,14 @@ class CommandService:
         if state is not None:
             query = query.where(Command.state == state)
         return list(self.db.scalars(query))
+
+    def page(self, *, state: CommandState | None = None, after: str | None = None,
+             before: str | None = None, size: int = DEFAULT_SIZE) -> Page:
+        """One page of ``list()``: newest first, only those in ``state`` if given."""
+        query = select(Command)
+        if state is not None:
+            query = query.where(Command.state == state)
+        return COMMAND_PAGER.page(self.db, query, after=after, before=before, size=size)
 
     def counts(self) -> dict[CommandState, int]:
         """How many commands are in each state."""

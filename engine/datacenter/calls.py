@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 from pyramid.scripting import prepare
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine.datacenter.models import CallState, DriverCall
@@ -207,6 +207,25 @@ class CallService:
             select(DriverCall).where(DriverCall.state == CallState.DONE)
             .order_by(DriverCall.id.desc()).limit(done_limit)))
         return sorted(open_calls, key=lambda call: call.state is not CallState.FAILED) + done
+
+    def page(self, *, state: CallState | None = None, after: str | None = None,
+             before: str | None = None, size: int | None = None) -> Any:
+        """For the console: one page of the calls, newest first, only those in ``state``
+        if given."""
+        from engine.paging import DEFAULT_SIZE, KeysetPager
+
+        query = select(DriverCall)
+        if state is not None:
+            query = query.where(DriverCall.state == state)
+        return KeysetPager(DriverCall.id, descending=True).page(
+            self.db, query, after=after, before=before, size=size or DEFAULT_SIZE)
+
+    def counts(self) -> dict[CallState, int]:
+        """How many calls are in each state (one grouped query)."""
+        counts = dict.fromkeys(CallState, 0)
+        counts.update(self.db.execute(select(DriverCall.state, func.count(DriverCall.id))
+                                      .group_by(DriverCall.state)).all())
+        return counts
 
     def retry_failed(self, call_id: Any, *, actor: Actor) -> DriverCall:
         """An admin has a failed call made again (its owner waits for it again)."""

@@ -73,6 +73,7 @@ BOOT_WINDOW = dt.timedelta(minutes=10)
 
 #: the console's resource list: by id
 RESOURCE_PAGER = KeysetPager(Resource.id)
+APPLIANCE_PAGER = KeysetPager(Appliance.name)
 
 
 def supports_row_locks(db: Session) -> bool:
@@ -629,6 +630,21 @@ class AppliancesService:
         return list(self.db.scalars(select(Appliance).options(
             selectinload(Appliance.resource), selectinload(Appliance.kernel),
             selectinload(Appliance.image)).order_by(Appliance.name)))
+
+    def page(self, *, state: ApplianceState | None = None, after: str | None = None,
+             before: str | None = None, size: int = DEFAULT_SIZE) -> Page:
+        """One page of ``list()`` by name, only those in ``state`` if given."""
+        query = select(Appliance).options(
+            selectinload(Appliance.resource), selectinload(Appliance.kernel),
+            selectinload(Appliance.image))
+        if state is not None:
+            query = query.where(Appliance.state == state)
+        return APPLIANCE_PAGER.page(self.db, query, after=after, before=before, size=size)
+
+    def state_counts(self) -> dict[ApplianceState, int]:
+        """How many appliances are in each state (one grouped query)."""
+        return dict(self.db.execute(select(Appliance.state, func.count(Appliance.id))
+                                    .group_by(Appliance.state)).all())
 
     def add(self, name: str, *, kernel: Kernel, image: Image, virtualization_type:
             VirtualizationType, actor: Actor, cpus: int = 0, memory_mb: int = 0, nics: int = 1,

@@ -34,6 +34,9 @@ class Event(Base):
         Index("ix_event_time", "time"),
         # the log-in throttle counts one actor's recent failures on every log-in
         Index("ix_event_actor_name_time", "actor", "name", "time"),
+        # the console's event log counts its filters (by level and source) and the open errors
+        # on every page, from the index alone
+        Index("ix_event_level_source", "level", "source", "acknowledged"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

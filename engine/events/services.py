@@ -9,9 +9,14 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from engine.events.models import Event, EventLevel
+from engine.paging import DEFAULT_SIZE, KeysetPager, Page
 from engine.security import Actor
 
 log = logging.getLogger("qrm.events")
+
+#: the console's event log: newest first
+EVENT_PAGER = KeysetPager(Event.id, descending=True)
+ERROR_LEVELS = (EventLevel.CRITICAL, EventLevel.ERROR)
 
 _LOG_LEVELS = {
     EventLevel.CRITICAL: logging.CRITICAL,
@@ -56,6 +61,26 @@ class EventService:
         if object_id is not None:
             query = query.where(Event.object_id == object_id)
         return list(self.db.scalars(query))
+
+    def page(self, *, level: EventLevel | None = None, source: str | None = None,
+             errors_only: bool = False, after: str | None = None, before: str | None = None,
+             size: int = DEFAULT_SIZE) -> Page:
+        """One page of the log, newest first, of one level and one source if given."""
+        query = select(Event)
+        if errors_only:
+            query = query.where(Event.level.in_(ERROR_LEVELS))
+        if level is not None:
+            query = query.where(Event.level == level)
+        if source is not None:
+            query = query.where(Event.source == source)
+        return EVENT_PAGER.page(self.db, query, after=after, before=before, size=size)
+
+    def tally(self) -> list[tuple[EventLevel, str, int]]:
+        """``(level, source, count)`` for every combination there is: the console's filter
+        counts, in one grouped query."""
+        return [tuple(row) for row in self.db.execute(
+            select(Event.level, Event.source, func.count(Event.id))
+            .group_by(Event.level, Event.source))]
 
     def count_open_errors(self) -> int:
         return self.db.scalar(

@@ -15,13 +15,21 @@ from engine.permissions import Permissions
 from portal.forms import ACCOUNT_ERROR_FIELDS, FormErrors, add_service_error
 from portal.i18n import _, translate
 from portal.views import current_user, doom
+from portal.views.paging import ledger_pages, paged_list
 
 #: the details a user may change (the service refuses any other); the language is changed
 #: with the switch in the page header
 PROFILE_FIELDS = ("forename", "lastname", "email", "street", "city", "country", "phone")
 PASSWORD_FIELDS = ("old_password", "new_password", "new_password2")
-#: movements shown on the account page
+#: movements shown on a page of the account's
 TRANSACTIONS_SHOWN = 25
+
+
+def _movements(request: Any, user: CloudUser) -> dict[str, Any]:
+    """The ledger movements of the account, newest first, a page at a time."""
+    movements = paged_list(request, "portal.account", ledger_pages(request, user.id),
+                           default_size=TRANSACTIONS_SHOWN)
+    return {"transactions": movements["page"].rows, "transactions_pages": movements}
 
 
 def account_page(request: Any, *, profile: dict[str, str] | None = None,
@@ -32,8 +40,7 @@ def account_page(request: Any, *, profile: dict[str, str] | None = None,
     return {
         "user": user,
         "balance": request.find_service(LedgerService).balance(user),
-        "transactions": request.find_service(LedgerService).transactions(
-            user, limit=TRANSACTIONS_SHOWN),
+        **_movements(request, user),
         "limits": users.get_limits(None, actor=request.identity),
         "usage": users.usage(user),
         "profile": profile or profile_values(user),

@@ -9,9 +9,8 @@ from typing import Any
 from pyramid.httpexceptions import HTTPNotFound, HTTPSeeOther
 from pyramid.view import view_config
 
-from billing.services import LedgerService
 from engine.cloud.config import CloudConfigService
-from engine.cloud.models import CloudRequest, ProductType
+from engine.cloud.models import CloudRequest, ProductType, RequestStatus
 from engine.cloud.provisioning import ProvisioningService
 from engine.cloud.services import CloudRequestService, ProductService
 from engine.db import utcnow
@@ -32,6 +31,7 @@ from portal.forms import (
 from portal.i18n import APPLIANCE_STATE_LABELS, _, input_time, translate
 from portal.pricing import price_preview
 from portal.views import current_user, doom
+from portal.views.paging import choice, ledger_pages, paged_list
 
 #: the selector's product type behind each numeric field of the form
 PRODUCT_FIELDS = (("cpus", ProductType.CPU), ("memory_mb", ProductType.MEMORY),
@@ -40,8 +40,6 @@ PRODUCT_FIELDS = (("cpus", ProductType.CPU), ("memory_mb", ProductType.MEMORY),
 #: starting values of the numeric fields when the cloud offers free choices (no selector)
 FREE_DEFAULTS = {"cpus": "1", "memory_mb": "1024", "disk_mb": "5000", "network_cards": "1",
                  "quantity": "1"}
-#: the most charges a request page lists (newest first)
-CHARGES_WINDOW = 1000
 
 
 def form_choices(request: Any, actor: Actor) -> dict[str, Any]:
@@ -136,8 +134,15 @@ def may_deprovision_for(request: Any) -> Any:
 @view_config(route_name="portal.requests", renderer="portal:templates/requests.jinja2",
              permission=Permissions.PORTAL_USE)
 def my_requests(request: Any) -> dict[str, Any]:
-    requests = request.find_service(CloudRequestService).list(actor=request.identity)
-    return {"requests": requests, "may_deprovision": may_deprovision_for(request)}
+    """The user's requests, newest first, a page at a time, filtered by status (each with
+    its count)."""
+    service, actor = request.find_service(CloudRequestService), request.identity
+    status = choice(request, "status", RequestStatus)
+    listed = paged_list(request, "portal.requests", lambda **keys: service.page(
+        actor=actor, status=status, **keys), kept={"status": status})
+    return {**listed, "pages": listed, "requests": listed["page"].rows, "status": status,
+            "statuses": list(RequestStatus), "counts": service.status_counts(actor=actor),
+            "may_deprovision": may_deprovision_for(request)}
 
 
 def owned_request(request: Any) -> CloudRequest:
@@ -154,10 +159,10 @@ def owned_request(request: Any) -> CloudRequest:
              permission=Permissions.PORTAL_USE)
 def request_detail(request: Any) -> dict[str, Any]:
     cloud_request = owned_request(request)
-    ledger = request.find_service(LedgerService)
-    charges = ledger.transactions(current_user(request), limit=CHARGES_WINDOW,
-                                  request_id=cloud_request.id)
-    return {"cloud_request": cloud_request, "charges": charges,
+    charges = paged_list(request, "portal.requests.detail", ledger_pages(
+        request, current_user(request).id, cloud_request.id), id=cloud_request.id)
+    return {"cloud_request": cloud_request, "charges": charges["page"].rows,
+            "charges_pages": charges,
             "may_deprovision": may_deprovision_for(request),
             "appliance_commands": ProvisioningService.allowed_commands}
 
