@@ -62,13 +62,15 @@ F = FailOverStep
 #: every step a fail-over may take from each step
 FAILOVER_MOVES: dict[FailOverStep, frozenset[FailOverStep]] = {
     F.FENCING: frozenset({F.PLACING, F.ABORTED}),
+    F.STOPPING: frozenset({F.PLACING, F.ABORTED}),
     F.PLACING: frozenset({F.PLACED, F.ABORTED}),
     F.PLACED: frozenset({F.STARTING, F.PLACING, F.ABORTED}),
     F.STARTING: frozenset({F.DONE, F.ABORTED}),
     F.DONE: frozenset(),
     F.ABORTED: frozenset(),
 }
-OPEN_STEPS = (F.FENCING, F.PLACING, F.PLACED, F.STARTING)
+OPEN_STEPS = (F.FENCING, F.STOPPING, F.PLACING, F.PLACED, F.STARTING)
+CHANGE_TYPE = "change-type"
 #: how often a waiting fail-over looks again (no resource free, a VM booting)
 LOOK_AGAIN = dt.timedelta(seconds=30)
 
@@ -148,6 +150,68 @@ class FailOvers:
         kick_after_commit(self.request, "datacenter.failover")
         return fo
 
+    def change_type(self, appliance: Appliance, vtype: Any, *, actor: Actor,
+                    create_vms: bool) -> ApplianceFailOver | None:
+        """P2V, V2P, V2V (engine-behaviour §2.7): a stopped appliance just gets the new type
+        (and loses a resource of the old one); an active one is stopped, placed on an idle
+        resource (or a new VM) of the new type and started there, step by step."""
+        if vtype.kind is VirtualizationKind.HOST:
+            raise InvalidState(_("${type} is a host type; an appliance runs on a physical "
+                                 "system or a VM", mapping={"type": vtype.name}),
+                               field="virtualization")
+        if self.open_for(appliance) is not None:
+            raise InvalidState(_("appliance ${name} is being moved already",
+                                 mapping={"name": appliance.name}), field="appliance")
+        old_type = appliance.virtualization_type
+        if appliance.state is ApplianceState.STOPPED:
+            appliance.virtualization_type = vtype
+            old = appliance.resource
+            if old is not None and old.virtualization_type_id != vtype.id:
+                appliance.resource = None
+                self.db.flush()
+                self.request.registry.notify(ApplianceMoved(self.request, appliance, old,
+                                                            None, None))
+            self.db.flush()
+            self.events.log(source="datacenter", name="appliance.type-changed", actor=actor,
+                            obj=appliance, message=f"appliance {appliance.name}: "
+                            f"{old_type.name} -> {vtype.name}")
+            return None
+        if appliance.state is not ApplianceState.ACTIVE or appliance.resource is None:
+            from engine.datacenter.services import appliance_state
+
+            raise InvalidState(appliance_state(appliance))
+        if vtype.id == old_type.id:
+            raise InvalidState(_("appliance ${name} is of type ${type} already",
+                                 mapping={"name": appliance.name, "type": vtype.name}),
+                               field="virtualization")
+        fo = ApplianceFailOver(
+            appliance_id=appliance.id, open_appliance_id=appliance.id,
+            failed_resource_id=appliance.resource_id, step=F.STOPPING,
+            reason=f"change of type {old_type.name} -> {vtype.name}", actor=actor.label,
+            fence_round=1, fenced_by="", waiting="", due_at=utcnow(),
+            options={"kind": CHANGE_TYPE, "types": [vtype.name],
+                     "create_vms": bool(create_vms), "avoid_since": None})
+        self.db.add(fo)
+        self.db.flush()
+        with self.calls.owned_by(fo.owner):
+            self.appliances.stop(appliance, actor=actor)
+        self.events.log(source="datacenter", name="appliance.change-type", actor=actor,
+                        obj=appliance, message=f"appliance {appliance.name}: stopping to "
+                        f"change its type from {old_type.name} to {vtype.name}")
+        kick_after_commit(self.request, "datacenter.failover")
+        return fo
+
+    def _step_stopping(self, fo: ApplianceFailOver, appliance: Appliance, actor: Actor,
+                       now: dt.datetime) -> bool:
+        """A change of type: the appliance stopped, and its export is closed (made before the
+        export for the new machine is)."""
+        if appliance.state is not ApplianceState.STOPPED \
+                or self.calls.pending_about("image", appliance.image_id):
+            fo.due_at = now + LOOK_AGAIN
+            return False
+        self._move(fo, F.PLACING)
+        return True
+
     # -- fencing ----------------------------------------------------------------------------
     def _fence(self, fo: ApplianceFailOver, appliance: Appliance, failed: Resource | None,
                actor: Actor) -> None:
@@ -193,6 +257,16 @@ class FailOvers:
         for call in calls:
             by = self.fenced_by(call)
             if by:
+                # the other fencing call is no longer needed; one being made right now is
+                # waited for (an export closed late would lock out the new machine)
+                others = [c for c in calls if c.state is CallState.PENDING]
+                in_flight = [c.claimed_until for c in others
+                             if c.claimed_until is not None and c.claimed_until >= now]
+                if in_flight:
+                    fo.due_at = max(in_flight)
+                    return False
+                for other in others:
+                    self.calls.give_up(other, reason=f"fail-over {fo.id}: fenced already")
                 fo.fenced_by, fo.waiting = by, ""
                 self._move(fo, F.PLACING)
                 self.events.log(source="datacenter", name="failover.fenced", actor=actor,
@@ -346,6 +420,11 @@ class FailOvers:
             fo.due_at = now + LOOK_AGAIN
             return False
         self._finish(fo, F.DONE, now)
+        if fo.options.get("kind") == CHANGE_TYPE:
+            self.events.log(source="datacenter", name="appliance.type-changed", actor=actor,
+                            obj=appliance, message=f"appliance {appliance.name} runs on "
+                            f"resource {appliance.resource_id} ({fo.reason})")
+            return True
         self.events.log(source="datacenter", name="failover.done", actor=actor,
                         obj=appliance, level=EventLevel.NOTICE,
                         message=f"appliance {appliance.name} runs on resource "
@@ -378,6 +457,8 @@ class FailOvers:
     def _aborted(self, fo: ApplianceFailOver, appliance: Appliance | None,
                  now: dt.datetime) -> bool:
         """The appliance was stopped or removed meanwhile (a teardown): nothing to move."""
+        if fo.options.get("kind") == CHANGE_TYPE:
+            return self._change_aborted(fo, appliance)
         if fo.step is F.FENCING:
             return appliance is None or appliance.state is not ApplianceState.ERROR
         if fo.step is F.PLACING:
@@ -386,6 +467,22 @@ class FailOvers:
             return appliance is None or appliance.state is not ApplianceState.ERROR \
                 or appliance.resource_id != fo.new_resource_id
         return appliance is None or appliance.resource_id != fo.new_resource_id \
+            or appliance.state not in (ApplianceState.STARTING, ApplianceState.ACTIVE)
+
+    @staticmethod
+    def _change_aborted(fo: ApplianceFailOver, appliance: Appliance | None) -> bool:
+        if appliance is None:
+            return True
+        if fo.step is F.STOPPING:
+            return appliance.state not in (ApplianceState.STOPPING, ApplianceState.STOPPED) \
+                or appliance.resource_id != fo.failed_resource_id
+        if fo.step is F.PLACING:
+            return appliance.state is not ApplianceState.STOPPED \
+                or appliance.resource_id != fo.failed_resource_id
+        if fo.step is F.PLACED:
+            return appliance.state is not ApplianceState.STOPPED \
+                or appliance.resource_id != fo.new_resource_id
+        return appliance.resource_id != fo.new_resource_id \
             or appliance.state not in (ApplianceState.STARTING, ApplianceState.ACTIVE)
 
     def advance(self, fo_id: int, *, now: dt.datetime | None = None) -> bool:
@@ -402,7 +499,8 @@ class FailOvers:
             return False
         appliance = self.db.get(Appliance, fo.appliance_id) if fo.appliance_id else None
         actor = actor_of(fo.actor)
-        steps = {F.FENCING: self._step_fencing, F.PLACING: self._step_placing,
+        steps = {F.FENCING: self._step_fencing, F.STOPPING: self._step_stopping,
+                 F.PLACING: self._step_placing,
                  F.PLACED: self._step_placed, F.STARTING: self._step_starting}
         progressed = False
         recorded = self.calls.recorded
@@ -468,11 +566,28 @@ def failover_job(request: Any) -> int:
     return steps
 
 
-def on_resource_changed(event: Any) -> None:
-    """A machine reported: the fail-overs waiting for it are due."""
-    db = event.request.dbsession
-    if db.execute(update(ApplianceFailOver).where(
-            ApplianceFailOver.step.in_(OPEN_STEPS),
-            ApplianceFailOver.new_resource_id == event.resource.id)
+def _make_due(request: Any, *where: Any) -> None:
+    if request.dbsession.execute(
+            update(ApplianceFailOver).where(ApplianceFailOver.step.in_(OPEN_STEPS), *where)
             .values(due_at=utcnow()).execution_options(synchronize_session=False)).rowcount:
-        kick_after_commit(event.request, "datacenter.failover")
+        kick_after_commit(request, "datacenter.failover")
+
+
+def on_resource_changed(event: Any) -> None:
+    """A machine reported: the fail-overs waiting for it are due (its new machine booted,
+    or the machine of an appliance changing type went idle)."""
+    resource_id = event.resource.id
+    _make_due(event.request, (ApplianceFailOver.new_resource_id == resource_id)
+              | ((ApplianceFailOver.step == F.STOPPING)
+                 & (ApplianceFailOver.failed_resource_id == resource_id)))
+
+
+def on_call_done(event: Any) -> None:
+    """A call about an image was done (its export closed after a stop): a change of type
+    waiting for it is due."""
+    about = event.about
+    if about is None or about[0] != "image" or event.call.owner is not None:
+        return
+    _make_due(event.request, ApplianceFailOver.step == F.STOPPING,
+              ApplianceFailOver.appliance_id.in_(
+                  select(Appliance.id).where(Appliance.image_id == about[1])))

@@ -354,6 +354,7 @@ class FailOverStep(enum.Enum):
     """The persisted steps of a fail-over (``AppliancesService.fail_over``)."""
 
     FENCING = "fencing"      # power-off / export revocation recorded; waiting for one to hold
+    STOPPING = "stopping"    # a change of type: the appliance is stopped first
     PLACING = "placing"      # fenced: looking for an idle resource or a new VM
     PLACED = "placed"        # the appliance has its new resource (a new VM: booting)
     STARTING = "starting"    # started there; waiting for the resource to run the image
@@ -362,7 +363,9 @@ class FailOverStep(enum.Enum):
 
 
 class ApplianceFailOver(Base):
-    """One fail-over of an appliance from a failed resource to another, step by step.
+    """One fail-over of an appliance from a failed resource to another, step by step (or a
+    change of its virtualization type: ``options["kind"] == "change-type"``, which stops the
+    appliance instead of fencing its machine).
 
     ``open_appliance_id`` is the appliance's id while the fail-over is under way and NULL once
     it is finished: the unique key lets an appliance have one open fail-over at most.

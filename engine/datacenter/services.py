@@ -644,6 +644,18 @@ class AppliancesService:
                                      create_vms=create_vms,
                                      avoid_failed_within=avoid_failed_within)
 
+    def change_type(self, appliance: Appliance, virtualization_type: str |
+                    VirtualizationType, *, actor: Actor, create_vms: bool = True) -> Any:
+        """Change the appliance's machine type (P2V, V2P, V2V; engine-behaviour §2.7),
+        keeping its image, kernel, id and name. A stopped appliance gets the new type now (a
+        resource of the old type is released). An active one is stopped, moved to an idle
+        resource (or, ``create_vms``, a new VM) of the new type and started there by the
+        ``datacenter.failover`` job; the row of those steps is returned."""
+        vtype = (virtualization_type if isinstance(virtualization_type, VirtualizationType)
+                 else self.datacenter.virtualization_type(virtualization_type))
+        return self.fail_overs.change_type(appliance, vtype, actor=actor,
+                                           create_vms=create_vms)
+
     def _hook(self, appliance: Appliance, action: str) -> None:
         self.plugins.hook.qrm_appliance_event(request=self.plugins.request, appliance=appliance,
                                               action=action)

@@ -41,7 +41,7 @@ def upgrade() -> None:
     sa.Column('failed_resource_id', sa.Integer(), nullable=True),
     sa.Column('new_resource_id', sa.Integer(), nullable=True),
     sa.Column('created_vm_id', sa.Integer(), nullable=True),
-    sa.Column('step', sa.Enum('fencing', 'placing', 'placed', 'starting', 'done', 'aborted', name='failoverstep', native_enum=False, length=20), nullable=False),
+    sa.Column('step', sa.Enum('fencing', 'stopping', 'placing', 'placed', 'starting', 'done', 'aborted', name='failoverstep', native_enum=False, length=20), nullable=False),
     sa.Column('reason', sa.String(length=255), nullable=False),
     sa.Column('actor', sa.String(length=120), nullable=False),
     sa.Column('options', sa.JSON(), nullable=False),

@@ -297,3 +297,46 @@ def test_a_crash_at_any_point_of_a_failover_converges(ha, engine_clock, no_kicks
         DriverCall.owner.like(f"appliance_failover:{fo.id}%"),
         DriverCall.state != outside.CallState.DONE)) == 0
     assert db_of(ha).get(CloudRequest, ca.request_id).status is RequestStatus.ACTIVE
+
+
+def test_a_vm_gone_in_reconciliation_fails_over_to_a_new_vm(ha, engine_clock):
+    from engine.datacenter.reconcile import reconcile
+    from engine.datacenter.refs import vm_name
+    from tests.unit.cloud.test_outside_work import deprovision, engine_vms
+
+    ca = ha_request(ha, virtualization="sim-vm")
+    appliance_id, gone, request_id = ca.appliance_id, ca.created_vm_id, ca.request_id
+    assert inventory.vanish_vm(None, vm_name(gone)) == 1
+    reconcile(ha.request.registry)
+    settle(ha, rounds=8)
+    appliance = db_of(ha).get(Appliance, appliance_id)
+    assert appliance.state is ApplianceState.ACTIVE
+    assert appliance.resource_id != gone
+    cloud_request = db_of(ha).get(CloudRequest, request_id)
+    assert cloud_request.status is RequestStatus.ACTIVE
+    assert cloud_request.appliances[0].created_vm_id == appliance.resource_id
+    assert db_of(ha).get(Resource, gone) is None  # the vanished VM's row is given back
+    assert engine_vms() == [vm_name(appliance.resource_id)]
+    # the request's teardown removes the new VM: nothing is left behind
+    deprovision(ha, request_id)
+    settle(ha, rounds=8)
+    assert engine_vms() == []
+    assert db_of(ha).get(CloudRequest, request_id).status is RequestStatus.DONE
+
+
+def test_a_failed_host_moves_its_vm_appliance_to_another_host(ha, engine_clock):
+    ca = ha_request(ha, virtualization="sim-vm")
+    appliance_id, old_vm = ca.appliance_id, ca.created_vm_id
+    failed_host = resource(ha, old_vm).host
+    inventory.set_power(None, failed_host.mac, on=False)
+    engine_clock.advance(stale_after(ha.request.registry.settings).total_seconds() + 1)
+    settle(ha, rounds=8)
+    assert resource(ha, failed_host.id).state.value == "error"
+    appliance = db_of(ha).get(Appliance, appliance_id)
+    assert appliance.state is ApplianceState.ACTIVE
+    new_vm = resource(ha, appliance.resource_id)
+    assert new_vm.id != old_vm
+    assert new_vm.host_id != failed_host.id
+    (fo,) = failovers(ha)
+    assert fo.fenced_by == "storage"  # the host does not answer: its export was closed
+    assert db_of(ha).get(CloudRequest, ca.request_id).status is RequestStatus.ACTIVE
