@@ -65,13 +65,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('appliance_failover', schema=None) as batch_op:
-        batch_op.drop_index('ix_appliance_failover_step_due')
-        batch_op.drop_index(batch_op.f('ix_appliance_failover_failed_resource_id'))
-        batch_op.drop_index(batch_op.f('ix_appliance_failover_appliance_id'))
-
+    # dropping a table drops its indexes (MariaDB refuses to drop an index a foreign key
+    # needs on its own)
     op.drop_table('appliance_failover')
-    with op.batch_alter_table('notice', schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f('ix_notice_sent_at'))
-
     op.drop_table('notice')
