@@ -15,9 +15,11 @@ def includeme(config: Any) -> None:
     config.register_service_factory(ProvisioningService.create_service, ProvisioningService)
     config.add_job("cloud.sweep", sweep_job, 10)
     # requests waiting for a machine's report or an outside call are made due by it
-    from engine.cloud.provisioning import on_call_done, on_resource_changed
+    from engine.cloud.provisioning import on_appliance_moved, on_call_done, on_resource_changed
     from engine.datacenter.calls import CallDone
+    from engine.datacenter.failover import ApplianceMoved
     from engine.monitoring.services import ResourceStateChanged
 
     config.add_subscriber(on_resource_changed, ResourceStateChanged)
     config.add_subscriber(on_call_done, CallDone)
+    config.add_subscriber(on_appliance_moved, ApplianceMoved)

@@ -155,6 +155,23 @@ def on_call_done(event: Any) -> None:
         kick_after_commit(event.request, "cloud.sweep")
 
 
+def on_appliance_moved(event: Any) -> None:
+    """An engine appliance moved to another machine (a fail-over, a change of type): its
+    cloud appliance follows, so teardown releases the new machine. The run and its hours
+    are unchanged: billing goes on without a gap. A VM made for the cloud appliance that it
+    left is given back (``release_old``)."""
+    ca = event.request.dbsession.scalar(select(CloudAppliance).where(
+        CloudAppliance.appliance_id == event.appliance.id))
+    if ca is None:
+        return
+    if event.old is not None and ca.created_vm_id == event.old.id:
+        event.release_old = True
+        ca.created_vm_id = None
+    ca.resource_id = event.new.id if event.new is not None else None
+    if event.created_vm_id is not None:
+        ca.created_vm_id = event.created_vm_id
+
+
 def owner_of(request_id: int) -> str:
     """The owner of the driver calls a request's steps record."""
     return f"cloud_request:{request_id}"

@@ -348,3 +348,60 @@ class DriverCall(Base):
     actor: Mapped[str] = mapped_column(String(120), default="system")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
     done_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+
+class FailOverStep(enum.Enum):
+    """The persisted steps of a fail-over (``AppliancesService.fail_over``)."""
+
+    FENCING = "fencing"      # power-off / export revocation recorded; waiting for one to hold
+    STOPPING = "stopping"    # a change of type: the appliance is stopped first
+    PLACING = "placing"      # fenced: looking for an idle resource or a new VM
+    PLACED = "placed"        # the appliance has its new resource (a new VM: booting)
+    STARTING = "starting"    # started there; waiting for the resource to run the image
+    DONE = "done"
+    ABORTED = "aborted"      # the appliance was stopped or removed meanwhile
+
+
+class ApplianceFailOver(Base):
+    """One fail-over of an appliance from a failed resource to another, step by step (or a
+    change of its virtualization type: ``options["kind"] == "change-type"``, which stops the
+    appliance instead of fencing its machine).
+
+    ``open_appliance_id`` is the appliance's id while the fail-over is under way and NULL once
+    it is finished: the unique key lets an appliance have one open fail-over at most.
+    ``options`` holds what the caller allowed (virtualization types in order, new VMs,
+    resources to avoid), since later steps run in a job of their own.
+    """
+
+    __tablename__ = "appliance_failover"
+    __table_args__ = (Index("ix_appliance_failover_step_due", "step", "due_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    appliance_id: Mapped[int | None] = mapped_column(
+        ForeignKey("appliance.id", ondelete="SET NULL"), index=True)
+    open_appliance_id: Mapped[int | None] = mapped_column(Integer, unique=True)
+    failed_resource_id: Mapped[int | None] = mapped_column(
+        ForeignKey("resource.id", ondelete="SET NULL"), index=True)
+    new_resource_id: Mapped[int | None] = mapped_column(
+        ForeignKey("resource.id", ondelete="SET NULL"))
+    #: a VM made for the fail-over (``create-vm:resource:<id>``)
+    created_vm_id: Mapped[int | None] = mapped_column(Integer)
+    step: Mapped[FailOverStep] = mapped_column(enum_type(FailOverStep),
+                                               default=FailOverStep.FENCING)
+    reason: Mapped[str] = mapped_column(String(255), default="")
+    actor: Mapped[str] = mapped_column(String(120), default="system")
+    options: Mapped[dict] = mapped_column(JsonValue, default=dict)
+    #: fencing is tried in rounds; a round's calls are keyed by it
+    fence_round: Mapped[int] = mapped_column(Integer, default=1)
+    #: ``power`` or ``storage``: what fenced the failed machine
+    fenced_by: Mapped[str] = mapped_column(String(20), default="")
+    #: the last thing the fail-over waits for, reported once (``no-resource``, ``fence:3``)
+    waiting: Mapped[str] = mapped_column(String(60), default="")
+    due_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
+
+    @property
+    def owner(self) -> str:
+        """The owner of the fail-over's calls (fencing has two: power and storage)."""
+        return f"appliance_failover:{self.id}"

@@ -458,7 +458,7 @@ class DatacenterService:
 
     # -- resources for appliances -----------------------------------------------------------
     def claim_idle_resource(self, vtype: VirtualizationType, *, cpus: int, memory_mb: int,
-                            nics: int) -> Resource | None:
+                            nics: int, exclude: tuple[int, ...] = ()) -> Resource | None:
         """An idle resource of ``vtype`` with at least the capacity asked for, row-locked so a
         concurrent claim skips it. The caller binds it to an appliance in the same
         transaction (a unique key on ``appliance.resource_id`` makes a double claim fail)."""
@@ -472,6 +472,8 @@ class DatacenterService:
             .order_by(Resource.cpus, Resource.memory_mb, Resource.id)
             .limit(1)
         )
+        if exclude:
+            query = query.where(Resource.id.not_in(exclude))
         if supports_row_locks(self.db):
             query = query.with_for_update(skip_locked=True)
         return self.db.scalar(query)
@@ -620,6 +622,40 @@ class AppliancesService:
         return cls(request.dbsession, datacenter=request.find_service(DatacenterService),
                    events=request.find_service(EventService),
                    plugins=request.find_service(PluginService))
+
+    @property
+    def fail_overs(self) -> Any:
+        from engine.datacenter.failover import FailOvers
+
+        return FailOvers(self.db, appliances=self)
+
+    def fail_over(self, appliance: Appliance, reason: str, *, actor: Actor,
+                  types: list[str] | None = None, create_vms: bool = True,
+                  avoid_failed_within: dt.timedelta | None = None) -> Any:
+        """Move ``appliance`` off its failed resource (``engine.datacenter.failover``): the
+        failed machine is fenced (powered off, or its image's export closed) before the
+        appliance starts on an idle resource or a new VM of its own virtualization type, or
+        of ``types`` after it (in that order; a physical appliance may go to a VM); with
+        ``create_vms`` a VM is created when no idle one fits. Resources that failed in a
+        fail-over within ``avoid_failed_within`` are not used. The steps run in the
+        ``datacenter.failover`` job; returns the ``ApplianceFailOver`` row (the open one, if
+        the appliance is being failed over already). The appliance keeps its id, name, kernel
+        and image."""
+        return self.fail_overs.start(appliance, reason, actor=actor, types=types,
+                                     create_vms=create_vms,
+                                     avoid_failed_within=avoid_failed_within)
+
+    def change_type(self, appliance: Appliance, virtualization_type: str |
+                    VirtualizationType, *, actor: Actor, create_vms: bool = True) -> Any:
+        """Change the appliance's machine type (P2V, V2P, V2V; engine-behaviour §2.7),
+        keeping its image, kernel, id and name. A stopped appliance gets the new type now (a
+        resource of the old type is released). An active one is stopped, moved to an idle
+        resource (or, ``create_vms``, a new VM) of the new type and started there by the
+        ``datacenter.failover`` job; the row of those steps is returned."""
+        vtype = (virtualization_type if isinstance(virtualization_type, VirtualizationType)
+                 else self.datacenter.virtualization_type(virtualization_type))
+        return self.fail_overs.change_type(appliance, vtype, actor=actor,
+                                           create_vms=create_vms)
 
     def _hook(self, appliance: Appliance, action: str) -> None:
         self.plugins.hook.qrm_appliance_event(request=self.plugins.request, appliance=appliance,

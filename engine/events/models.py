@@ -9,7 +9,7 @@ from sqlalchemy import Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from engine.db import Base, UTCDateTime, utcnow
-from engine.types import enum_type
+from engine.types import JsonValue, enum_type
 
 
 class EventLevel(enum.Enum):
@@ -53,3 +53,25 @@ class Event(Base):
     object_id: Mapped[int | None] = mapped_column(Integer)
     acknowledged: Mapped[bool] = mapped_column(default=False)
     command_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class Notice(Base):
+    """A notice for people (the admins, a cloud user), ready to be mailed: the mail feature
+    sends those with ``sent_at`` NULL. ``msgid`` and ``mapping`` let it render the text in the
+    recipient's language (the engine's catalog); ``subject`` and ``body`` are the English."""
+
+    __tablename__ = "notice"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    time: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    #: ``admins`` or ``cloud_user:<id>``
+    recipient: Mapped[str] = mapped_column(String(60))
+    #: what it is about (``ha.failover``)
+    name: Mapped[str] = mapped_column(String(100))
+    subject: Mapped[str] = mapped_column(String(255))
+    body: Mapped[str] = mapped_column(Text)
+    msgid: Mapped[str] = mapped_column(Text, default="")
+    mapping: Mapped[dict] = mapped_column(JsonValue, default=dict)
+    object_type: Mapped[str | None] = mapped_column(String(50))
+    object_id: Mapped[int | None] = mapped_column(Integer)
+    sent_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime(), index=True)
