@@ -71,7 +71,8 @@ class Server:
         self.clock = clock_file(meta, folder)
         self.env = dict(os.environ, QRM_DATABASE_URL=url, QRM_SESSION_SECRET="s" * 40,
                         QRM_SECRET_KEY="k" * 40, QRM_SIM_STATE=str(folder / "sim.sqlite"),
-                        QRM_CLOCK=f"offset:{self.clock}", QRM_SCHEDULER="false")
+                        QRM_CLOCK=f"offset:{self.clock}", QRM_SCHEDULER="false",
+                        QRM_PUBLIC_URL=f"http://127.0.0.1:{self.port}")
         self.log = folder / f"server-{self.port}.log"
         with self.log.open("w") as log:
             self.process = subprocess.Popen(  # noqa: S603 (our own qrm, our own arguments)
