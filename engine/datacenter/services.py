@@ -123,8 +123,14 @@ class DatacenterService:
         """Remove a plugin's types; refused while resources or images use them."""
         vtypes = list(self.db.scalars(
             select(VirtualizationType).where(VirtualizationType.plugin == plugin)))
-        # VM types first: they refer to their host type
+        # VM types first: they refer to their host type. The count queries below autoflush
+        # between the deletions, so the VM types are detached from their host types first
+        # (a refusal rolls the whole transaction back, detachment included).
         vtypes.sort(key=lambda vtype: vtype.kind is not VirtualizationKind.VM)
+        for vtype in vtypes:
+            if vtype.host_type_id is not None:
+                vtype.host_type = None
+        self.db.flush()
         for vtype in vtypes:
             in_use = self.db.scalar(select(func.count(Resource.id)).where(
                 Resource.virtualization_type_id == vtype.id))

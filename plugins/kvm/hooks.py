@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
-
-from engine.datacenter.models import VirtualizationKind, VirtualizationType
+from engine.datacenter.models import VirtualizationKind
 from engine.datacenter.services import DatacenterService
 from engine.plugins.hookspecs import hookimpl
 from plugins.kvm.drivers import VM_TYPE, KvmDriver
@@ -44,13 +42,6 @@ def qrm_plugin_action(request: Any, name: str, action: str) -> None:
         datacenter.register_deployment_type(DEPLOYMENT_TYPE, "Local qcow2 disk (KVM)",
                                             storage_type=STORAGE_TYPE, plugin=PLUGIN_NAME)
     elif action == "uninstall":
-        db = request.dbsession
-        # the VM type refers to the host type: detached first (see plugins.sim.hooks)
-        for vm_type in db.scalars(select(VirtualizationType).where(
-                VirtualizationType.plugin == PLUGIN_NAME,
-                VirtualizationType.host_type_id.is_not(None))):
-            vm_type.host_type = None
-        db.flush()
         datacenter.unregister_plugin_types(PLUGIN_NAME)
 
 

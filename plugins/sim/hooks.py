@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
-
-from engine.datacenter.models import VirtualizationKind, VirtualizationType
+from engine.datacenter.models import VirtualizationKind
 from engine.datacenter.services import DatacenterService
 from engine.plugins.hookspecs import hookimpl
 from plugins.sim import inventory
@@ -42,7 +40,7 @@ def qrm_plugin_action(request: Any, name: str, action: str) -> None:
     if action == "init":
         _register_types(datacenter)
     elif action == "uninstall":
-        _unregister_types(request, datacenter)
+        datacenter.unregister_plugin_types(PLUGIN_NAME)
 
 
 def _register_types(datacenter: DatacenterService) -> None:
@@ -52,20 +50,6 @@ def _register_types(datacenter: DatacenterService) -> None:
                                             plugin=PLUGIN_NAME, host_type=HOST_TYPE)
     datacenter.register_deployment_type(DEPLOYMENT_TYPE, "Simulated network storage",
                                         storage_type=STORAGE_TYPE, plugin=PLUGIN_NAME)
-
-
-def _unregister_types(request: Any, datacenter: DatacenterService) -> None:
-    # unregister_plugin_types deletes the types one at a time with autoflushing queries in
-    # between, so the host type may be deleted while the VM type still refers to it (a foreign
-    # key error). Detaching the VM type first avoids that; if removal is refused, the whole
-    # transaction is rolled back, detachment included.
-    db = request.dbsession
-    for vm_type in db.scalars(select(VirtualizationType).where(
-            VirtualizationType.plugin == PLUGIN_NAME,
-            VirtualizationType.host_type_id.is_not(None))):
-        vm_type.host_type = None
-    db.flush()
-    datacenter.unregister_plugin_types(PLUGIN_NAME)
 
 
 @hookimpl
