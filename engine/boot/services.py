@@ -32,7 +32,6 @@ from engine.datacenter.services import DatacenterService
 from engine.db import utcnow
 from engine.errors import (
     AuthenticationFailed,
-    NotFound,
     PermissionDenied,
     QrmError,
     ValidationError,
@@ -539,9 +538,3 @@ class AgentService:
         self.db.flush()
         return resource
 
-    def resource(self, resource_id: int) -> Resource:
-        resource = self.db.get(Resource, resource_id)
-        if resource is None:
-            raise NotFound(_("no resource ${id}", mapping={"id": resource_id}),
-                           field="resource")
-        return resource
