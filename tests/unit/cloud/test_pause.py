@@ -203,3 +203,38 @@ def test_a_paused_run_of_several_hours_covers_a_resume_in_its_last_hour(cloud):
     assert billing.charge_due_hours(now=utcnow() + dt.timedelta(minutes=6)) == 1
     assert [entry.idempotency_key for entry in charges(db, ca_id)][-1] == \
         f"charge:appliance:{ca_id}:run:0:hour:3"
+
+
+def test_the_batch_run_and_the_appliance_path_agree_after_resumes(cloud):
+    """One appliance resumed within its charged hour (run 0 goes on), one after it (run 1):
+    the batch run writes the rows ``charge_appliance`` writes, hours later too."""
+    cloud_request = provision(cloud, quantity=2)
+    within, after = (ca.id for ca in cloud_request.appliances)
+    for ca_id, paused_for in ((within, dt.timedelta(minutes=20)),
+                              (after, dt.timedelta(minutes=61))):
+        command(cloud, ca_id, "stop")
+        back(cloud, ca_id, paused_for)
+        command(cloud, ca_id, "start")
+    db = cloud.request.dbsession
+    assert [db.get(CloudAppliance, ca_id).run for ca_id in (within, after)] == [0, 1]
+    billing = cloud.request.find_service(BillingService)
+    later = utcnow() + dt.timedelta(hours=2, minutes=5)
+
+    def rows() -> list[tuple]:
+        return [(e.idempotency_key, e.amount, e.balance_after, e.period_start, e.comment)
+                for e in db.scalars(select(LedgerEntry).where(
+                    LedgerEntry.period_start.is_not(None)).order_by(LedgerEntry.id))]
+
+    savepoint = db.begin_nested()
+    for ca_id in billing.running_appliance_ids():
+        billing.charge_appliance(db.get(CloudAppliance, ca_id), now=later)
+    db.flush()
+    one_by_one = rows()
+    savepoint.rollback()
+    db.expire_all()
+    assert billing.charge_due_hours(now=later) == 4  # hours 1, 2 of run 0; 1, 2 of run 1
+    assert rows() == one_by_one
+    assert [key for key, *_rest in one_by_one[-4:]] == [
+        f"charge:appliance:{within}:run:0:hour:1", f"charge:appliance:{within}:run:0:hour:2",
+        f"charge:appliance:{after}:run:1:hour:1", f"charge:appliance:{after}:run:1:hour:2"]
+    assert billing.charge_due_hours(now=later) == 0
