@@ -238,3 +238,23 @@ def test_the_batch_run_and_the_appliance_path_agree_after_resumes(cloud):
         f"charge:appliance:{within}:run:0:hour:1", f"charge:appliance:{within}:run:0:hour:2",
         f"charge:appliance:{after}:run:1:hour:1", f"charge:appliance:{after}:run:1:hour:2"]
     assert billing.charge_due_hours(now=later) == 0
+
+
+def test_a_batch_found_before_a_pause_and_resume_in_the_hour_charges_nothing_twice(cloud):
+    """The batch run found hour 1 due; before it locks, the appliance is paused (hour 1
+    charged as the run closes) and resumed within hour 1: the batch finds nothing left."""
+    cloud_request = provision(cloud)
+    ca_id = cloud_request.appliances[0].id
+    back(cloud, ca_id, dt.timedelta(minutes=70))
+    billing = cloud.request.find_service(BillingService)
+    now = utcnow()
+    (batch,) = billing.due_batches(now)
+    assert batch.appliance_ids == [ca_id]
+    command(cloud, ca_id, "stop")
+    ca_id, db = command(cloud, ca_id, "start")
+    assert (db.get(CloudAppliance, ca_id).run, db.get(CloudAppliance, ca_id).hours_charged) \
+        == (0, 2)
+    assert billing.charge_batch(batch, now=now) == 0
+    assert [entry.idempotency_key for entry in charges(db, ca_id)] == [
+        f"charge:appliance:{ca_id}:run:0:hour:0", f"charge:appliance:{ca_id}:run:0:hour:1"]
+    assert billing.charge_due_hours(now=now + dt.timedelta(hours=1)) == 1
