@@ -3,7 +3,9 @@
 Ledger-first accounting: every movement is one ``ledger_entry`` row with a unique
 idempotency key, written in the same transaction as the cached balance on the user row. A
 charge for hour *k* of run *r* of appliance *a* has the key ``charge:appliance:a:run:r:hour:k``
-(a run starts when the appliance becomes active, again after a pause), so two
+(a run starts when the appliance becomes active, and again when it is resumed after the
+last hour charged for its run has ended: a resume within that hour continues the run, so the
+hour covers it), so two
 schedulers, a retry or a restart can never charge it twice, and an hour the scheduler missed
 is charged late instead of never.
 """
@@ -209,6 +211,16 @@ class LedgerService:
         if request_id is not None:
             query = query.where(LedgerEntry.request_id == request_id)
         return list(self.db.scalars(query.order_by(LedgerEntry.id.desc()).limit(limit)))
+
+    def hour_charges(self, request_id: int) -> dict[int, int]:
+        """Appliance id -> how many hour charges the ledger holds for it in this request,
+        across all its runs."""
+        return dict(self.db.execute(
+            select(LedgerEntry.cloud_appliance_id, func.count(LedgerEntry.id))
+            .where(LedgerEntry.request_id == request_id,
+                   LedgerEntry.cloud_appliance_id.is_not(None),
+                   LedgerEntry.period_start.is_not(None))
+            .group_by(LedgerEntry.cloud_appliance_id)).all())
 
     def last_charge_time(self, request_id: int) -> dt.datetime | None:
         """When the request was last charged for an hour (credits booked on it not counted)."""

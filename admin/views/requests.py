@@ -19,6 +19,7 @@ from admin.views.paging import (
     list_values,
     page_size,
 )
+from billing.services import LedgerService
 from engine.cloud.models import RequestStatus
 from engine.cloud.provisioning import ProvisioningService
 from engine.cloud.services import CloudRequestService
@@ -69,6 +70,7 @@ def request_detail(request: Any) -> dict[str, Any]:
         matched_id(request), actor=acting_admin(request))
     return {
         "cloud_request": cloud_request,
+        "hour_charges": request.find_service(LedgerService).hour_charges(cloud_request.id),
         **ledger_table(request, "admin.cloud.requests.detail", cloud_request.id,
                   request_id=cloud_request.id),
         "events": request.find_service(EventService).recent(

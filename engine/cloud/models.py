@@ -256,7 +256,8 @@ class CloudAppliance(Base):
     disk_mb: Mapped[int] = mapped_column(Integer, default=0)
     active_since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
     active_until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime())
-    #: how often it was started again after a pause: each run is billed from its own start
+    #: how often it was started again after a pause that outlasted its last charged hour:
+    #: each run is billed from its own start (a resume within that hour continues the run)
     run: Mapped[int] = mapped_column(Integer, default=0)
     #: whole hours of this run already charged (a cache; the ledger's unique key is the
     #: guarantee)

@@ -104,6 +104,8 @@ SUPERSEDED_BY_TEARDOWN = frozenset({"create_vm", "clone_volume"})
 #: a request waiting for a report (a machine booting, an appliance stopping) is made due by
 #: that report (``mark_due``); this is only the backstop for a report that never comes
 WAIT_BACKSTOP = dt.timedelta(seconds=30)
+#: the length of a charged hour: one charged for a run covers a resume before it ends
+HOUR = dt.timedelta(hours=1)
 
 
 def waiting_until(now: Any, progressed: bool) -> Any:
@@ -508,9 +510,7 @@ class ProvisioningService:
                 return False
             self._move(ca, ProvisionStep.RUNNING)
             ca.state = CloudApplianceState.ACTIVE
-            if ca.active_since is not None:  # started again after a pause: a new run
-                ca.run, ca.hours_charged, ca.active_until = ca.run + 1, 0, None
-            ca.active_since = now
+            self._open_run(ca, now)
             self.events.log(source="cloud", name="appliance.active", actor=ACTOR, obj=ca,
                             message=f"appliance {ca.name} of request {cloud_request.id} is "
                             f"active on resource {ca.resource_id}")
@@ -689,6 +689,19 @@ class ProvisioningService:
         self.db.flush()
         if vm is not None:
             self.datacenter.remove_vm(vm, actor=ACTOR)
+
+    @staticmethod
+    def _open_run(ca: CloudAppliance, now: Any) -> None:
+        """Start the meter. Started again after a pause: if the last hour charged for the
+        paused run has not ended by ``now``, that hour covers the resume and the run goes on
+        (same run, same hours, nothing more charged before its next hour starts); otherwise
+        a new run starts at ``now`` and its first hour is charged."""
+        if ca.active_since is not None:
+            if now < ca.active_since + ca.hours_charged * HOUR:
+                ca.active_until = None
+                return
+            ca.run, ca.hours_charged, ca.active_until = ca.run + 1, 0, None
+        ca.active_since = now
 
     def _close_run(self, ca: CloudAppliance, now: Any) -> None:
         """Bill every hour of the running run that started by ``now``, then stop the meter."""

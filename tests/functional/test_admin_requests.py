@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 
-from engine.cloud.models import CloudRequest, RequestStatus
-from tests.conftest import run_jobs
+from sqlalchemy import func, select
+
+from billing.models import LedgerEntry
+from engine.cloud.models import CloudAppliance, CloudRequest, RequestStatus
+from engine.cloud.provisioning import ProvisioningService
+from engine.cloud.services import CloudRequestService
+from engine.security import Actor
+from tests.conftest import commit, run_jobs
 from tests.functional.test_admin_support import (
     admin_login,
     form_to,
@@ -107,3 +114,48 @@ def test_unknown_request_is_answered_with_the_console_not_found_page(testapp, de
 
     assert "999999" in page.html.find("main").get_text()
     assert page.html.find("nav", class_="mainnav") is not None
+
+
+def test_hours_charged_of_an_appliance_are_its_hour_charges_in_the_ledger(
+        testapp, demo_cloud, pyramid_request, registry):
+    """A pause and a resume after the charged hour ended: two runs, two charges, and the
+    page says 2 (not the new run's 1); a pause and resume within the hour adds nothing."""
+    request_id = submit_demo_request(pyramid_request)
+    admin = Actor.admin("root-admin", None)
+    db = pyramid_request.dbsession
+    pyramid_request.find_service(CloudRequestService).approve(request_id, actor=admin)
+    commit(pyramid_request)
+    run_jobs(registry)
+    provisioning = pyramid_request.find_service(ProvisioningService)
+
+    def pause_and_resume(paused_for: dt.timedelta) -> None:
+        db.expire_all()
+        ca = db.scalars(select(CloudAppliance).where(
+            CloudAppliance.request_id == request_id)).one()
+        provisioning.command(ca.id, "stop", actor=admin)
+        commit(pyramid_request)
+        run_jobs(registry)
+        db.expire_all()
+        ca = db.get(CloudAppliance, ca.id)
+        ca.active_since -= paused_for
+        ca.active_until -= paused_for
+        provisioning.command(ca.id, "start", actor=admin)
+        commit(pyramid_request)
+        run_jobs(registry)
+
+    def shown_and_ledger() -> tuple[str, int]:
+        detail = testapp.get(f"/admin/cloud/requests/{request_id}")
+        (row,) = detail.html.find(id="request-appliances").find("tbody").find_all("tr")
+        db.expire_all()
+        return row.find_all("td")[6].get_text(), db.scalar(
+            select(func.count(LedgerEntry.id)).where(LedgerEntry.request_id == request_id,
+                                                     LedgerEntry.period_start.is_not(None)))
+
+    admin_login(testapp)
+    assert shown_and_ledger() == ("1", 1)
+    pause_and_resume(dt.timedelta(minutes=10))  # within the charged hour
+    assert shown_and_ledger() == ("1", 1)
+    pause_and_resume(dt.timedelta(hours=1))  # after it
+    assert db.scalars(select(CloudAppliance.run).where(
+        CloudAppliance.request_id == request_id)).one() == 1
+    assert shown_and_ledger() == ("2", 2)
