@@ -11,7 +11,7 @@ from engine.accounts.credentials import VerifiedCredentials, verified_credential
 from engine.accounts.digest import DigestSecrets, authenticate_by_digest, digest_secrets
 from engine.accounts.models import AdminUser
 from engine.accounts.throttle import LoginThrottle, login_throttle
-from engine.errors import AuthenticationFailed, ValidationError
+from engine.errors import AccountNotActive, AuthenticationFailed, ValidationError
 from engine.events.services import EventService
 from engine.i18n import _
 from engine.security import Actor, hash_password, verify_password
@@ -73,8 +73,15 @@ class AccountService:
                 self.throttle.record_failure("admin", name, "wrong user name or password")
             raise AuthenticationFailed(_("wrong user name or password"))
         if not admin.active:
-            raise AuthenticationFailed(_("this admin account is disabled"))
+            self._refuse_inactive(name)
         return admin
+
+    def _refuse_inactive(self, name: str) -> None:
+        # recorded like a wrong password (and counted alike), with the real reason
+        reason = _("this admin account is disabled")
+        if self.throttle:
+            self.throttle.record_failure("admin", name, reason.interpolate())
+        raise AccountNotActive(reason)
 
     def _password_matches(self, name: str, password: str, password_hash: str | None) -> bool:
         if self.credentials is None:
@@ -89,7 +96,7 @@ class AccountService:
             load=lambda n: self.db.scalar(select(AdminUser).where(AdminUser.name == n)),
             digest=digest, nonce=nonce, created=created)
         if not admin.active:
-            raise AuthenticationFailed(_("this admin account is disabled"))
+            self._refuse_inactive(name)
         return admin
 
     def actor_for_session(self, session: Any) -> Actor | None:

@@ -39,6 +39,7 @@ from engine.datacenter.models import (
 from engine.datacenter.services import supports_row_locks
 from engine.db import utcnow
 from engine.errors import (
+    AccountNotActive,
     AuthenticationFailed,
     InsufficientCredit,
     InvalidState,
@@ -215,8 +216,15 @@ class CloudUserService:
                 self.throttle.record_failure("clouduser", name, "wrong user name or password")
             raise AuthenticationFailed(_("wrong user name or password"))
         if user.status is not CloudUserStatus.ACTIVE:
-            raise AuthenticationFailed(account_status(name, user.status))
+            self._refuse_inactive(name, user.status)
         return user
+
+    def _refuse_inactive(self, name: str, status: CloudUserStatus) -> None:
+        # recorded like a wrong password (and counted alike), with the real reason
+        reason = account_status(name, status)
+        if self.throttle:
+            self.throttle.record_failure("clouduser", name, reason.interpolate())
+        raise AccountNotActive(reason)
 
     def _password_matches(self, name: str, password: str, password_hash: str | None) -> bool:
         # the hash is read on every call: a password changed on any worker misses at once
@@ -232,7 +240,7 @@ class CloudUserService:
             load=lambda n: self.db.scalar(select(CloudUser).where(CloudUser.name == n)),
             digest=digest, nonce=nonce, created=created)
         if user.status is not CloudUserStatus.ACTIVE:
-            raise AuthenticationFailed(account_status(name, user.status))
+            self._refuse_inactive(name, user.status)
         return user
 
     # -- changes ----------------------------------------------------------------------------
