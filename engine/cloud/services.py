@@ -10,7 +10,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from pyramid.i18n import TranslationString
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from engine.accounts.credentials import VerifiedCredentials, verified_credentials
@@ -219,6 +219,12 @@ class CloudUserService:
             self._refuse_inactive(name, user.status)
         return user
 
+    def _end_sessions(self, user: CloudUser) -> None:
+        # every browser session of the account ends (engine.accounts: session epochs)
+        self.db.execute(update(CloudUser).where(CloudUser.id == user.id)
+                        .values(session_epoch=CloudUser.session_epoch + 1)
+                        .execution_options(synchronize_session="fetch"))
+
     def _refuse_inactive(self, name: str, status: CloudUserStatus) -> None:
         # recorded like a wrong password (and counted alike), with the real reason
         reason = account_status(name, status)
@@ -318,6 +324,7 @@ class CloudUserService:
         user = self.resolve(name, actor=actor)
         user.password_hash = hash_password(check_password(password))
         user.digest_secret = self.digests.seal(password)
+        self._end_sessions(user)
         self.events.log(source="cloud", name="user.password", actor=actor, obj=user,
                         message=f"password of {user.name} changed")
         return user
@@ -327,6 +334,7 @@ class CloudUserService:
         if not actor.is_admin:
             raise PermissionDenied(_("only an admin may change an account's status"))
         old, user.status = user.status, status
+        self._end_sessions(user)
         self.events.log(source="cloud", name="user.status", actor=actor, obj=user,
                         message=f"{user.name}: {old.value} -> {status.value}")
         return user
