@@ -22,7 +22,7 @@ from engine.accounts.services import AccountService
 from engine.cloud.services import CloudUserService
 from engine.db import begin_for_reading, utcnow
 from engine.errors import AccountNotActive, AuthenticationFailed, PermissionDenied
-from engine.i18n import _
+from engine.i18n import _ as engine_message  # the engine's message, not the soap catalog's
 from engine.security import Actor
 
 WSSE_NS = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
@@ -114,7 +114,7 @@ def authenticate(request: Any, role: str, header_elements: Iterable[Any] | None 
     try:
         return _authenticate(request, role, header_elements, read_only=read_only)
     except AccountNotActive:
-        raise AuthenticationFailed(_("wrong user name or password")) from None
+        raise AuthenticationFailed(engine_message("wrong user name or password")) from None
 
 
 def _authenticate(request: Any, role: str, header_elements: Iterable[Any] | None, *,
