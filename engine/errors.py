@@ -31,6 +31,12 @@ class AuthenticationFailed(QrmError):
     xmlrpc_code = 1
 
 
+class AccountNotActive(AuthenticationFailed):
+    """The right password for an account that is disabled (or not yet active). The message
+    says so, for the event log and the faces that may tell; the APIs answer it as a wrong
+    password, so that a caller learns nothing about an account it cannot use."""
+
+
 class LoginThrottled(AuthenticationFailed):
     """Too many failed log-ins for this name: refused for a while, even with the right
     password."""

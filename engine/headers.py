@@ -1,4 +1,9 @@
-"""Security headers on every response of the web faces (a tween)."""
+"""Security headers on every response of the web faces (a tween).
+
+A page answered within a logged-in browser session (admin console, the portal behind its
+log-in) is also marked ``Cache-Control: no-store``: neither the browser's history nor a
+shared cache keeps a copy once the session has ended. A response that states its own policy
+(the static files: public, an hour) keeps it."""
 
 from __future__ import annotations
 
@@ -21,9 +26,18 @@ def security_headers_tween_factory(handler: Callable[[Any], Any], registry: Any
         response = handler(request)
         for name, value in HEADERS.items():
             response.headers.setdefault(name, value)
+        if "Cache-Control" not in response.headers and _logged_in(request):
+            response.headers["Cache-Control"] = "no-store"
         return response
 
     return tween
+
+
+def _logged_in(request: Any) -> bool:
+    # only a session the request has loaded already (``request.session`` is reified): a
+    # static file or an API call never reads the cookie for this
+    session = request.__dict__.get("session")
+    return bool(session is not None and session.get("actor"))
 
 
 def includeme(config: Any) -> None:

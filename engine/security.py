@@ -1,7 +1,9 @@
 """Who is acting: actors, password hashing, and the Pyramid security policy.
 
 Two roles: admins (``admin_user``) and cloud users (``cloud_user``). A browser session holds
-``(role, id)``; the SOAP/XML-RPC faces authenticate each call and set the identity themselves.
+``(role, id)`` and the account's session epoch (log-out, a new password and a status change
+raise it, which ends every session of the account); the SOAP/XML-RPC faces authenticate
+each call and set the identity themselves.
 Paths a face declares stateless (``config.add_stateless_path_prefix``: the APIs) get an
 empty session that is never read from or written to a cookie.
 """
@@ -116,11 +118,21 @@ class SecurityPolicy:
         return Denied(f"{role} may not {permission}")
 
     def remember(self, request: Any, userid: Actor, **kw: Any) -> list:
+        from engine.accounts.services import AccountService
+
+        epoch = request.find_service(AccountService).session_epoch(userid)
         request.session.invalidate()
-        request.session["actor"] = {"role": userid.role, "id": userid.id, "name": userid.name}
+        request.session["actor"] = {"role": userid.role, "id": userid.id, "name": userid.name,
+                                    "epoch": epoch}
         return []
 
     def forget(self, request: Any, **kw: Any) -> list:
+        """Log out: this session and every other one of the same account end."""
+        actor = request.identity
+        if actor is not None and getattr(request, "api_actor", None) is None:
+            from engine.accounts.services import AccountService
+
+            request.find_service(AccountService).end_sessions(actor)
         request.session.invalidate()
         return []
 

@@ -125,8 +125,15 @@ def request_spec(values: dict[str, Any]) -> RequestSpec:
                        **numbers)
 
 
+def _printable_ascii(text: str) -> bool:
+    # what a URL path is once encoded (as ``request.path_qs`` is): no CR/LF, no space
+    return all("!" <= character <= "~" for character in text)
+
+
 def safe_next(target: str | None, default: str) -> str:
-    """A local path to go back to; anything else (another host, ``//evil``) is ignored."""
-    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+    """A local path to go back to; anything else (another host, ``//evil``, a control
+    character or anything else a ``Location`` header cannot carry) is ignored."""
+    if (target and target.startswith("/") and not target.startswith("//")
+            and "\\" not in target and _printable_ascii(target)):
         return target
     return default

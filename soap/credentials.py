@@ -21,7 +21,8 @@ from pyramid.authentication import extract_http_basic_credentials
 from engine.accounts.services import AccountService
 from engine.cloud.services import CloudUserService
 from engine.db import begin_for_reading, utcnow
-from engine.errors import AuthenticationFailed, PermissionDenied
+from engine.errors import AccountNotActive, AuthenticationFailed, PermissionDenied
+from engine.i18n import _ as engine_message  # the engine's message, not the soap catalog's
 from engine.security import Actor
 
 WSSE_NS = "http://docs.oasis-open.org/wss/2004/01/oasis-200401-wss-wssecurity-secext-1.0.xsd"
@@ -106,7 +107,18 @@ def authenticate(request: Any, role: str, header_elements: Iterable[Any] | None 
                  read_only: bool = False) -> Actor:
     """The actor of one API call, from a UsernameToken in ``header_elements`` or from HTTP
     Basic; raises AuthenticationFailed or PermissionDenied. ``read_only``: the call's
-    operation only reads, so its transaction need not take SQLite's write lock."""
+    operation only reads, so its transaction need not take SQLite's write lock.
+
+    The right password of a disabled (or pending) account is answered exactly like a wrong
+    one; the event log has the real reason."""
+    try:
+        return _authenticate(request, role, header_elements, read_only=read_only)
+    except AccountNotActive:
+        raise AuthenticationFailed(engine_message("wrong user name or password")) from None
+
+
+def _authenticate(request: Any, role: str, header_elements: Iterable[Any] | None, *,
+                  read_only: bool) -> Actor:
     token = parse_username_token(header_elements)
     if read_only and not (token is not None and token.digest):
         # (a digest token writes its nonce in this transaction: that one begins as writers do)

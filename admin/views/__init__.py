@@ -32,9 +32,12 @@ def refuse_cloud_user(request: Any) -> None:
 
 
 def safe_next(request: Any, value: str | None) -> str | None:
-    """``value`` if it is a path inside the console (never another site), else None."""
+    """``value`` if it is a path inside the console (never another site) that a ``Location``
+    header can carry (printable ASCII: no CR/LF, no space), else None."""
     prefix = request.registry.get("admin.prefix", "/admin")
     if not value or not value.startswith(prefix + "/") or value.startswith(("//", "/\\")):
+        return None
+    if not all("!" <= character <= "~" for character in value):
         return None
     return value
 

@@ -20,6 +20,8 @@ class AdminUser(Base):
     digest_secret: Mapped[str | None] = mapped_column(Text)
     email: Mapped[str] = mapped_column(String(255), default="")
     active: Mapped[bool] = mapped_column(default=True)
+    #: written into every browser session; raised to end them all (log-out, new password)
+    session_epoch: Mapped[int] = mapped_column(default=0, server_default="0")
     language: Mapped[str] = mapped_column(String(10), default="en")
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime(), default=utcnow)
 

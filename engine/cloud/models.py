@@ -38,6 +38,9 @@ class CloudUser(Base):
     status: Mapped[CloudUserStatus] = mapped_column(
         enum_type(CloudUserStatus), default=CloudUserStatus.ACTIVE
     )
+    #: written into every browser session; raised to end them all (log-out, new password,
+    #: a status change)
+    session_epoch: Mapped[int] = mapped_column(default=0, server_default="0")
     #: cached balance: always the sum of the user's ledger rows, updated in the same transaction
     ccus: Mapped[Decimal] = mapped_column(Money, default=Decimal(0))
     language: Mapped[str] = mapped_column(String(10), default="en")

@@ -10,7 +10,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from pyramid.i18n import TranslationString
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, joinedload, selectinload
 
 from engine.accounts.credentials import VerifiedCredentials, verified_credentials
@@ -39,6 +39,7 @@ from engine.datacenter.models import (
 from engine.datacenter.services import supports_row_locks
 from engine.db import utcnow
 from engine.errors import (
+    AccountNotActive,
     AuthenticationFailed,
     InsufficientCredit,
     InvalidState,
@@ -215,8 +216,21 @@ class CloudUserService:
                 self.throttle.record_failure("clouduser", name, "wrong user name or password")
             raise AuthenticationFailed(_("wrong user name or password"))
         if user.status is not CloudUserStatus.ACTIVE:
-            raise AuthenticationFailed(account_status(name, user.status))
+            self._refuse_inactive(name, user.status)
         return user
+
+    def _end_sessions(self, user: CloudUser) -> None:
+        # every browser session of the account ends (engine.accounts: session epochs)
+        self.db.execute(update(CloudUser).where(CloudUser.id == user.id)
+                        .values(session_epoch=CloudUser.session_epoch + 1)
+                        .execution_options(synchronize_session="fetch"))
+
+    def _refuse_inactive(self, name: str, status: CloudUserStatus) -> None:
+        # recorded like a wrong password (and counted alike), with the real reason
+        reason = account_status(name, status)
+        if self.throttle:
+            self.throttle.record_failure("clouduser", name, reason.interpolate())
+        raise AccountNotActive(reason)
 
     def _password_matches(self, name: str, password: str, password_hash: str | None) -> bool:
         # the hash is read on every call: a password changed on any worker misses at once
@@ -232,7 +246,7 @@ class CloudUserService:
             load=lambda n: self.db.scalar(select(CloudUser).where(CloudUser.name == n)),
             digest=digest, nonce=nonce, created=created)
         if user.status is not CloudUserStatus.ACTIVE:
-            raise AuthenticationFailed(account_status(name, user.status))
+            self._refuse_inactive(name, user.status)
         return user
 
     # -- changes ----------------------------------------------------------------------------
@@ -310,6 +324,7 @@ class CloudUserService:
         user = self.resolve(name, actor=actor)
         user.password_hash = hash_password(check_password(password))
         user.digest_secret = self.digests.seal(password)
+        self._end_sessions(user)
         self.events.log(source="cloud", name="user.password", actor=actor, obj=user,
                         message=f"password of {user.name} changed")
         return user
@@ -319,6 +334,7 @@ class CloudUserService:
         if not actor.is_admin:
             raise PermissionDenied(_("only an admin may change an account's status"))
         old, user.status = user.status, status
+        self._end_sessions(user)
         self.events.log(source="cloud", name="user.status", actor=actor, obj=user,
                         message=f"{user.name}: {old.value} -> {status.value}")
         return user

@@ -16,6 +16,7 @@ from portal.forms import ACCOUNT_ERROR_FIELDS, FormErrors, add_service_error
 from portal.i18n import _, translate
 from portal.views import current_user, doom
 from portal.views.paging import ledger_pages, paged_list
+from portal.views.public import log_in
 
 #: the details a user may change (the service refuses any other); the language is changed
 #: with the switch in the page header
@@ -95,5 +96,8 @@ def password(request: Any) -> Any:
             add_service_error(request, errors, error, ACCOUNT_ERROR_FIELDS, PASSWORD_FIELDS)
     if errors:
         return account_page(request, password_errors=errors)
+    # the new password ended every session of the account (any other browser, any cookie
+    # kept from before); this browser goes on in a new one
+    log_in(request, actor)
     request.session.flash(translate(request, _("Your password was changed.")))
     return HTTPSeeOther(request.route_url("portal.account"))

@@ -162,3 +162,20 @@ def test_console_error_pages_stay_inside_the_console(testapp, demo_cloud):
 
     assert "Admin console" in inside
     assert "Admin console" not in outside
+
+
+def test_logged_in_pages_are_not_stored(testapp, registry, demo_cloud):
+    """Console and portal pages of a logged-in session carry ``Cache-Control: no-store``;
+    the log-in form before logging in and the static files may be cached."""
+    assert "no-store" not in testapp.get("/admin/login").headers.get("Cache-Control", "")
+    dashboard = admin_login(testapp)
+    assert dashboard.request.path == "/admin/"
+    assert dashboard.headers["Cache-Control"] == "no-store"
+    assert testapp.get("/admin/events").headers["Cache-Control"] == "no-store"
+    static = testapp.get("/admin/static/admin.css")
+    assert "no-store" not in static.headers.get("Cache-Control", "")
+    testapp.reset()
+    cloud_user_login(testapp, registry)
+    for path in ("/requests", "/account"):
+        page = testapp.get(path)
+        assert (page.status_int, page.headers["Cache-Control"]) == (200, "no-store")

@@ -106,7 +106,8 @@ def admin_session(testapp: Any, pyramid_request: Any) -> None:
     request = Request.blank("/")
     request.registry = pyramid_request.registry
     session = request.registry.getUtility(ISessionFactory)(request)
-    session["actor"] = {"role": "admin", "id": admin.id, "name": admin.name}
+    session["actor"] = {"role": "admin", "id": admin.id, "name": admin.name,
+                        "epoch": admin.session_epoch}
     response = Response()
     request._process_response_callbacks(response)
     cookie = response.headers["Set-Cookie"].split(";", 1)[0]

@@ -180,3 +180,55 @@ def test_spyne_parser_never_loads_dtds_resolves_entities_or_uses_the_network(
         assert (options["resolve_entities"], options["no_network"], options["load_dtd"],
                 options["dtd_validation"], options["huge_tree"]) == (False, True, False,
                                                                       False, False)
+
+
+def _basic(name: str, password: str) -> dict[str, str]:
+    return {"Authorization": "Basic " + base64.b64encode(f"{name}:{password}".encode()).decode()}
+
+
+def _soap_answer(testapp: Any, endpoint: str, name: str, password: str) -> tuple[str, str]:
+    namespace = "urn:qrmcloud:" + endpoint
+    document = ENVELOPE.format(doctype="", header="", body="<c:KernelGetList/>").replace(
+        'xmlns:c="urn:qrmcloud:clouduser"', f'xmlns:c="{namespace}"')
+    response = testapp.post(f"/soap/{endpoint}", document.encode(), content_type="text/xml",
+                            headers=_basic(name, password), expect_errors=True)
+    return soap_fault(response)
+
+
+def _xmlrpc_answer(testapp: Any, endpoint: str, name: str, password: str) -> tuple[int, str]:
+    body = xmlrpc.client.dumps((), "KernelGetList").encode()
+    response = testapp.post(f"/xmlrpc/{endpoint}", body, content_type="text/xml",
+                            headers=_basic(name, password))
+    with pytest.raises(xmlrpc.client.Fault) as info:
+        xmlrpc.client.loads(response.body)
+    return info.value.faultCode, info.value.faultString
+
+
+@pytest.mark.parametrize("endpoint", ["clouduser", "cloudadmin"])
+def test_a_disabled_account_is_answered_like_a_wrong_password(
+        testapp: Any, demo_cloud: dict[str, Any], endpoint: str) -> None:
+    """The right password of a disabled account gets the wrong password's fault and text over
+    SOAP and XML-RPC (nothing tells the caller the account exists); the event log says why."""
+    from sqlalchemy import select
+
+    from engine.accounts.models import AdminUser
+    from engine.cloud.models import CloudUser, CloudUserStatus
+    from engine.events.models import Event
+    from tests.conftest import commit
+
+    request, password = demo_cloud["request"], demo_cloud["password"]
+    if endpoint == "clouduser":
+        name, role = "demo", "clouduser"
+        request.dbsession.scalar(select(CloudUser).where(CloudUser.name == name)).status = \
+            CloudUserStatus.DISABLED
+    else:
+        name, role = "admin", "admin"
+        request.dbsession.scalar(select(AdminUser).where(AdminUser.name == name)).active = False
+    commit(request)
+    for answer in (_soap_answer, _xmlrpc_answer):
+        wrong = answer(testapp, endpoint, name, "wrong-password")
+        assert answer(testapp, endpoint, name, password) == wrong
+        assert "disabled" not in str(wrong)
+    reasons = request.dbsession.scalars(select(Event.message).where(
+        Event.name == "login.failed", Event.actor == f"{role}:{name}")).all()
+    assert sum("disabled" in reason for reason in reasons) == 2, reasons
