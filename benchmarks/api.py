@@ -43,15 +43,17 @@ class ShareFigure(Figure):
         return f"{self.name:<26}  {value:<44}  {goal:<10}  {'ok' if self.ok else 'MISSED'}"
 
 
-def free_port(start: int) -> int:
-    for port in range(start, FIRST_PORT + 100):
+def free_port(start: int, first: int = FIRST_PORT) -> int:
+    """The first port from ``start`` on that is free, within ``first`` … ``first`` + 99 (each
+    benchmark keeps to its own hundred ports)."""
+    for port in range(start, first + 100):
         with socket.socket() as probe:
             try:
                 probe.bind(("127.0.0.1", port))
             except OSError:
                 continue
             return port
-    raise RuntimeError("no free port in 18300-18399")
+    raise RuntimeError(f"no free port in {first}-{first + 99}")
 
 
 def serve(app: Any, port: int) -> Any:

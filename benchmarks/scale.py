@@ -25,7 +25,6 @@ import http.cookies
 import os
 import pathlib
 import re
-import socket
 import statistics
 import subprocess
 import time
@@ -34,6 +33,7 @@ import urllib.request
 from typing import Any
 
 from benchmarks.__main__ import GOALS, QRM, ROOT, UNITS, Figure, describe, postgresql_url
+from benchmarks.api import free_port
 from benchmarks.dataset import PASSWORD, Size, build, clock_file, sqlite_dataset
 from benchmarks.dataset import describe as describe_dataset
 
@@ -50,24 +50,13 @@ for _name, _goal in (("billing", 5.0), ("soap_getlist", 0.2), ("admin_requests",
             UNITS[f"{_name}_{_db}"] = "x"
 
 
-def free_port() -> int:
-    for port in range(FIRST_PORT, FIRST_PORT + 100):
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port in 18500-18599")
-
-
 class Server:
     """``qrm serve`` over the data set's database, its clock at the data set's time."""
 
     def __init__(self, url: str, meta: dict[str, Any], folder: pathlib.Path,
                  timeout: float) -> None:
         folder.mkdir(parents=True, exist_ok=True)
-        self.port, self.timeout, self.folder = free_port(), timeout, folder
+        self.port, self.timeout, self.folder = free_port(FIRST_PORT, FIRST_PORT), timeout, folder
         self.clock = clock_file(meta, folder)
         self.env = dict(os.environ, QRM_DATABASE_URL=url, QRM_SESSION_SECRET="s" * 40,
                         QRM_SECRET_KEY="k" * 40, QRM_SIM_STATE=str(folder / "sim.sqlite"),
